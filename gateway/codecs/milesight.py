@@ -1,0 +1,1 @@
+"""Milesight LoRaWAN payload codecs (placeholder; filled in by the Milesight work)."""

@@ -1,0 +1,245 @@
+"""Applies one device profile to one message: payload bytes -> canonical readings and events.
+
+Profiles are compiled once (paths parsed, converters chosen) so the per-message work is plain lookups.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from anxin.model import METRIC_UNITS, Event, EventState, Reading
+from gateway.codecs import CodecError, get_codec
+from gateway.paths import MISSING, Segment, parse_path, resolve
+from gateway.profile_schema import Condition, DeviceProfile, EventSpec, ReadingSpec
+from gateway.timestamps import parse_timestamp, trusted
+from gateway.topics import TopicTemplate, compile_template
+from gateway.values import Converter, canonical_unit_name, converter, normalize, to_number
+
+
+class DecodeError(ValueError):
+    """The payload does not fit the profile (malformed JSON, bad bytes, no device id)."""
+
+
+@dataclass(slots=True)
+class Decoded:
+    profile: str
+    device_id: str
+    readings: list[Reading] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+def _path(text: str) -> tuple[Segment, ...]:
+    return () if text == "$" else parse_path(text)
+
+
+class _Cond:
+    __slots__ = ("equals", "path", "present")
+
+    def __init__(self, c: Condition) -> None:
+        self.path = _path(c.path)
+        self.present = c.present
+        values = [c.equals] if c.in_ is None else c.in_
+        self.equals = {normalize(v) for v in values} if c.present is None else set()
+
+    def holds(self, doc: Any) -> bool:
+        v = resolve(doc, self.path)
+        if self.present is not None:
+            return (v is not MISSING and v is not None) == self.present
+        return v is not MISSING and _hashable(normalize(v)) in self.equals
+
+
+def _hashable(v: Any) -> Any:
+    return v if isinstance(v, str | int | float | bool | None) else repr(v)
+
+
+class _ReadingRule:
+    __slots__ = ("convert", "metric", "offset", "path", "scale", "unit_map", "unit_path", "unless", "when")
+
+    def __init__(self, spec: ReadingSpec) -> None:
+        target = METRIC_UNITS[spec.metric]
+        self.metric = spec.metric
+        self.path = _path(spec.path)
+        self.scale, self.offset = spec.scale, spec.offset
+        self.convert: Converter | None = converter(spec.unit or target, target)
+        self.unit_path = _path(spec.unit_path) if spec.unit_path else None
+        self.unit_map: dict[str, Converter | None] = {
+            k: converter(canonical_unit_name(u), target) for k, u in spec.unit_map.items()
+        }
+        self.when = _Cond(spec.when) if spec.when else None
+        self.unless = _Cond(spec.unless) if spec.unless else None
+
+    def value(self, doc: Any) -> float | None:
+        if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
+            return None
+        num = to_number(resolve(doc, self.path))
+        if num is None:
+            return None
+        convert = self.convert
+        if self.unit_path is not None:
+            unit = resolve(doc, self.unit_path)
+            if isinstance(unit, str) and unit in self.unit_map:
+                convert = self.unit_map[unit]
+        num = num * self.scale + self.offset
+        return convert(num) if convert else num
+
+
+class _EventRule:
+    __slots__ = ("above", "active", "below", "clear", "detail", "momentary", "path", "type", "unless", "when")
+
+    def __init__(self, spec: EventSpec) -> None:
+        self.type = spec.type
+        self.path = _path(spec.path)
+        self.active = {_hashable(normalize(v)) for v in spec.active}
+        self.clear = {_hashable(normalize(v)) for v in spec.clear}
+        self.below, self.above = spec.below, spec.above
+        self.momentary = spec.momentary
+        self.when = _Cond(spec.when) if spec.when else None
+        self.unless = _Cond(spec.unless) if spec.unless else None
+        self.detail = {k: _path(p) for k, p in spec.detail.items()}
+
+    def state(self, doc: Any) -> tuple[EventState, Any] | None:
+        if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
+            return None
+        raw = resolve(doc, self.path)
+        if raw is MISSING:
+            return None
+        state: EventState | None = None
+        if self.below is not None or self.above is not None:
+            num = to_number(raw)
+            if num is None:
+                return None
+            hit = num < self.below if self.below is not None else num > self.above  # type: ignore[operator]
+            state = EventState.ACTIVE if hit else EventState.CLEAR
+        else:
+            v = _hashable(normalize(raw))
+            if v in self.active:
+                state = EventState.ACTIVE
+            elif v in self.clear:
+                state = EventState.CLEAR
+        if state is None or (self.momentary and state is EventState.CLEAR):
+            return None
+        return state, raw
+
+
+class CompiledProfile:
+    """A validated profile ready to decode messages."""
+
+    def __init__(self, spec: DeviceProfile) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.topic: TopicTemplate | None = compile_template(spec.topic) if spec.topic else None
+        self.requires = [_path(p) for p in spec.requires]
+        self.codec: Callable[[bytes], dict[str, Any]] | None = (
+            get_codec(spec.binary.codec) if spec.binary else None
+        )
+        self.binary_path = _path(spec.binary.path) if spec.binary and spec.binary.path else None
+        self.ts_path = _path(spec.timestamp.path) if spec.timestamp else None
+        self.ts_zone = ZoneInfo(spec.timestamp.naive_tz) if spec.timestamp else ZoneInfo("UTC")
+        self.ts_format = spec.timestamp.format if spec.timestamp else "auto"
+        self.id_path = _path(spec.device_id.path) if spec.device_id.path else None
+        self.readings = [_ReadingRule(r) for r in spec.readings]
+        self.events = [_EventRule(e) for e in spec.events]
+
+    # -- parsing -----------------------------------------------------------------------------------
+    def parse(self, payload: bytes, raw_bytes: bool = False) -> Any:
+        """Payload -> document the paths resolve against. ``raw_bytes``: payload is the codec's input
+        itself (raw LoRaWAN frame) even when the profile normally receives it inside an envelope."""
+        if self.codec is not None and (raw_bytes or self.spec.format == "binary"):
+            return {"decoded": self._run_codec(payload)}
+        if raw_bytes:
+            raise DecodeError(f"profile {self.name} has no binary codec for raw bytes")
+        if self.spec.format == "text":
+            return _text(payload)
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            if self.spec.text_fallback:
+                return _text(payload)
+            raise DecodeError(f"malformed JSON: {exc}") from None
+        if self.binary_path is not None:
+            if not isinstance(doc, dict):
+                raise DecodeError("expected a JSON object around the binary payload")
+            doc["decoded"] = self._run_codec(self._extract_bytes(doc))
+        return doc
+
+    def _extract_bytes(self, doc: Any) -> bytes:
+        assert self.spec.binary is not None and self.binary_path is not None
+        blob = resolve(doc, self.binary_path)
+        if not isinstance(blob, str):
+            raise DecodeError(f"no binary payload at {self.spec.binary.path!r}")
+        try:
+            if self.spec.binary.encoding == "base64":
+                return base64.b64decode(blob, validate=True)
+            if self.spec.binary.encoding == "hex":
+                return bytes.fromhex(blob)
+            return blob.encode("latin-1")
+        except (binascii.Error, ValueError) as exc:
+            raise DecodeError(f"bad {self.spec.binary.encoding} at {self.spec.binary.path!r}: {exc}") from None
+
+    def _run_codec(self, data: bytes) -> dict[str, Any]:
+        assert self.codec is not None
+        try:
+            return self.codec(data)
+        except CodecError as exc:
+            raise DecodeError(f"{self.spec.binary.codec if self.spec.binary else 'codec'}: {exc}") from None
+
+    # -- selection ---------------------------------------------------------------------------------
+    def accepts(self, doc: Any) -> bool:
+        """True when every ``requires`` path is present (used to choose among profiles of one topic)."""
+        for p in self.requires:
+            v = resolve(doc, p)
+            if v is MISSING or v is None:
+                return False
+        return True
+
+    def device_id(self, doc: Any, topic_vars: dict[str, str] | None) -> str:
+        ids = self.spec.device_id
+        if ids.const is not None:
+            return ids.const
+        if ids.topic is not None:
+            value: Any = (topic_vars or {}).get(ids.topic)
+        else:
+            assert self.id_path is not None
+            value = resolve(doc, self.id_path)
+        if value is MISSING or value is None or value == "" or isinstance(value, dict | list):
+            raise DecodeError(f"profile {self.name}: no device id at {ids.topic or ids.path!r}")
+        return str(value)
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def decode(self, doc: Any, device_id: str, received_at: datetime) -> Decoded:
+        ts = received_at
+        if self.ts_path is not None:
+            ts = trusted(parse_timestamp(resolve(doc, self.ts_path), self.ts_format, self.ts_zone), received_at)
+        out = Decoded(self.name, device_id)
+        if self.spec.ignore:
+            return out
+        for r in self.readings:
+            v = r.value(doc)
+            if v is not None:
+                out.readings.append(Reading(device_id, r.metric, v, ts))
+        for e in self.events:
+            hit = e.state(doc)
+            if hit is not None:
+                state, raw = hit
+                detail: dict[str, Any] = {"profile": self.name, "value": raw}
+                for key, p in e.detail.items():
+                    dv = resolve(doc, p)
+                    if dv is not MISSING:
+                        detail[key] = dv
+                out.events.append(Event(device_id, e.type, state, ts, detail=detail))
+        return out
+
+
+def _text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise DecodeError("payload is not UTF-8 text") from None

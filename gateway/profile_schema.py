@@ -1,0 +1,191 @@
+"""The device-profile file format (YAML, one file per device model), validated with pydantic.
+
+See README.md "Device profiles" for the documented format; every field here is described there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from anxin.model import METRIC_UNITS, EventType
+from gateway.paths import parse_path
+from gateway.timestamps import TimestampFormat
+from gateway.topics import compile_template
+from gateway.values import converter
+
+DeviceKind = Literal[
+    "panic_button", "smoke", "gas", "water_leak", "door", "env_monitor", "temp_humidity",
+    "fridge_temp", "alarm_host", "gateway", "generic",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_path(v: str | None) -> str | None:
+    if v is not None and v != "$":
+        parse_path(v)
+    return v
+
+
+class Condition(_Strict):
+    """Holds when the value at ``path`` is present (``present``), or equals one of ``in``."""
+
+    path: str
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    present: bool | None = None
+
+    _v = field_validator("path")(_check_path)
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Condition:
+        tests = [self.equals is not None, self.in_ is not None, self.present is not None]
+        if sum(tests) != 1:
+            raise ValueError("a condition needs exactly one of: equals, in, present")
+        return self
+
+
+class DeviceIdSpec(_Strict):
+    """Where the device's external id comes from: a topic variable, a payload path or a constant."""
+
+    topic: str | None = None
+    path: str | None = None
+    const: str | None = None
+
+    _v = field_validator("path")(_check_path)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeviceIdSpec:
+        if sum(x is not None for x in (self.topic, self.path, self.const)) != 1:
+            raise ValueError("device_id needs exactly one of: topic, path, const")
+        return self
+
+
+class TimestampSpec(_Strict):
+    path: str
+    format: TimestampFormat = "auto"
+    naive_tz: str = "Asia/Shanghai"  # zone for timestamps without offset (Tasmota sends local time)
+
+    _v = field_validator("path")(_check_path)
+
+
+class BinarySpec(_Strict):
+    """Bytes to hand to a Python codec. ``path`` absent: the whole payload is the bytes."""
+
+    codec: str
+    path: str | None = None
+    encoding: Literal["base64", "hex", "raw"] = "base64"
+
+    _v = field_validator("path")(_check_path)
+
+
+class ReadingSpec(_Strict):
+    metric: str
+    path: str
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None  # unit the device sends; converted to the metric's canonical unit
+    unit_path: str | None = None  # payload field naming the unit at run time (Tasmota TempUnit)
+    unit_map: dict[str, str] = Field(default_factory=dict)  # payload unit value -> unit
+    when: Condition | None = None
+    unless: Condition | None = None
+
+    _v = field_validator("path", "unit_path")(_check_path)
+
+    @model_validator(mode="after")
+    def _known(self) -> ReadingSpec:
+        if self.metric not in METRIC_UNITS:
+            raise ValueError(f"unknown metric {self.metric!r}; known: {', '.join(METRIC_UNITS)}")
+        target = METRIC_UNITS[self.metric]
+        for unit in [self.unit, *self.unit_map.values()]:
+            if unit is not None and converter(unit, target) is None:
+                raise ValueError(f"metric {self.metric}: no conversion from {unit!r} to {target!r}")
+        if self.unit_map and self.unit_path is None:
+            raise ValueError("unit_map needs unit_path")
+        return self
+
+
+class EventSpec(_Strict):
+    """Maps a field to an event. Values in ``active``/``clear`` (or a numeric ``below``/``above``
+    threshold) set the state; any other value (null, "", unknown codes) emits nothing.
+    ``momentary`` events (button presses) are active-only."""
+
+    type: EventType
+    path: str
+    active: list[Any] = Field(default_factory=list)
+    clear: list[Any] = Field(default_factory=list)
+    below: float | None = None
+    above: float | None = None
+    momentary: bool = False
+    when: Condition | None = None
+    unless: Condition | None = None
+    detail: dict[str, str] = Field(default_factory=dict)  # detail key -> payload path
+
+    _v = field_validator("path")(_check_path)
+
+    @field_validator("detail")
+    @classmethod
+    def _detail_paths(cls, v: dict[str, str]) -> dict[str, str]:
+        for p in v.values():
+            _check_path(p)
+        return v
+
+    @model_validator(mode="after")
+    def _has_rule(self) -> EventSpec:
+        listed = bool(self.active or self.clear)
+        threshold = self.below is not None or self.above is not None
+        if listed == threshold:
+            raise ValueError(f"event {self.type}: give either active/clear values or one of below/above")
+        if self.below is not None and self.above is not None:
+            raise ValueError(f"event {self.type}: below and above are exclusive")
+        return self
+
+
+class DeviceProfile(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    description: str = ""
+    vendor: str = ""
+    models: list[str] = Field(default_factory=list)
+    kind: DeviceKind = "generic"
+    transport: Literal["mqtt", "http"] = "mqtt"
+    topic: str | None = None
+    requires: list[str] = Field(default_factory=list)
+    priority: int = 0
+    format: Literal["json", "text", "binary"] = "json"
+    text_fallback: bool = False  # json profile that also accepts a bare string payload ("online")
+    binary: BinarySpec | None = None
+    device_id: DeviceIdSpec
+    timestamp: TimestampSpec | None = None
+    heartbeat_interval_s: int | None = Field(default=None, gt=0)
+    ignore: bool = False  # recognised traffic that carries nothing for us
+    readings: list[ReadingSpec] = Field(default_factory=list)
+    events: list[EventSpec] = Field(default_factory=list)
+
+    @field_validator("requires")
+    @classmethod
+    def _req_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_path(p)
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceProfile:
+        if self.transport == "mqtt" and not self.topic:
+            raise ValueError("an mqtt profile needs a topic template")
+        if self.topic:
+            tpl = compile_template(self.topic)
+            if self.device_id.topic is not None and self.device_id.topic not in tpl.variables:
+                raise ValueError(f"device_id.topic {self.device_id.topic!r} is not a variable of {self.topic!r}")
+        elif self.device_id.topic is not None:
+            raise ValueError("device_id.topic needs a topic template")
+        if self.format == "binary" and (self.binary is None or self.binary.path is not None):
+            raise ValueError("format binary needs binary.codec and no binary.path")
+        if self.binary is not None and self.format == "json" and self.binary.path is None:
+            raise ValueError("a json profile with a binary codec needs binary.path")
+        if not self.ignore and not (self.readings or self.events):
+            raise ValueError("a profile needs readings or events (or ignore: true)")
+        return self

@@ -1,0 +1,151 @@
+"""Loading device profiles from a directory and choosing the profile for a message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.decoder import CompiledProfile, DecodeError
+from gateway.profile_schema import DeviceProfile
+
+DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+
+
+class ProfileError(ValueError):
+    """A profile file is unreadable or invalid; the message names the file and the field."""
+
+
+class NoProfileError(DecodeError):
+    """No profile claims the message."""
+
+
+def load_profile_file(path: Path) -> DeviceProfile:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile is a YAML mapping")
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
+
+
+def load_profiles(directory: Path = DEFAULT_PROFILE_DIR) -> list[CompiledProfile]:
+    files = sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+    if not files:
+        raise ProfileError(f"{directory}: no *.yaml profiles")
+    out: list[CompiledProfile] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        spec = load_profile_file(f)
+        if spec.name in seen:
+            raise ProfileError(f"{f}: profile name {spec.name!r} already used by {seen[spec.name]}")
+        seen[spec.name] = f
+        try:
+            out.append(CompiledProfile(spec))
+        except KeyError as exc:  # unknown codec
+            raise ProfileError(f"{f}: {exc.args[0]}") from None
+    return out
+
+
+@dataclass(slots=True)
+class Match:
+    profile: CompiledProfile
+    doc: Any
+    device_id: str
+
+
+class ProfileSet:
+    """All profiles, indexed for fast lookup by topic (MQTT) or by name (HTTP pushes, --profile)."""
+
+    def __init__(self, profiles: Iterable[CompiledProfile]) -> None:
+        self.by_name = {p.name: p for p in profiles}
+        # Specific profiles first: higher priority, then more `requires`, then name for stability.
+        self._mqtt = sorted(
+            (p for p in self.by_name.values() if p.topic is not None),
+            key=lambda p: (-p.spec.priority, -len(p.requires), p.name),
+        )
+        self._topic_cache: dict[str, list[tuple[CompiledProfile, dict[str, str]]]] = {}
+
+    def subscriptions(self) -> list[str]:
+        subs = {p.topic.subscription for p in self._mqtt if p.topic is not None}
+        return sorted(subs)
+
+    def candidates(self, topic: str) -> list[tuple[CompiledProfile, dict[str, str]]]:
+        hit = self._topic_cache.get(topic)
+        if hit is None:
+            hit = []
+            for p in self._mqtt:
+                assert p.topic is not None
+                vars_ = p.topic.match(topic)
+                if vars_ is not None:
+                    hit.append((p, vars_))
+            if len(self._topic_cache) > 100_000:  # bounded: topics are per device, not per message
+                self._topic_cache.clear()
+            self._topic_cache[topic] = hit
+        return hit
+
+    def match(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        profile: str | None = None,
+        raw_bytes: bool = False,
+        assigned: Mapping[str, str] | None = None,
+    ) -> Match:
+        """Choose the profile for a message and parse it.
+
+        ``profile`` forces one profile (HTTP push endpoints, ``anxin decode --profile``). Otherwise the
+        registry's assignment (``assigned``: device id -> profile name) wins among the profiles whose
+        topic template matches; failing that, the first profile whose ``requires`` hold.
+        """
+        if profile is not None:
+            p = self.by_name.get(profile)
+            if p is None:
+                raise NoProfileError(f"unknown profile {profile!r}")
+            vars_ = p.topic.match(topic) if p.topic is not None else None
+            doc = p.parse(payload, raw_bytes)
+            return Match(p, doc, p.device_id(doc, vars_))
+        cands = self.candidates(topic)
+        if not cands:
+            raise NoProfileError(f"no profile matches topic {topic!r}")
+        errors: list[str] = []
+        parsed: dict[tuple[str, str | None], Any] = {}
+        fallback: Match | None = None
+        for p, vars_ in cands:
+            key = (p.spec.format, p.spec.binary.codec if p.spec.binary else None)
+            if key not in parsed:
+                try:
+                    parsed[key] = p.parse(payload, raw_bytes)
+                except DecodeError as exc:
+                    parsed[key] = exc
+            doc = parsed[key]
+            try:
+                if isinstance(doc, DecodeError):
+                    raise doc
+                dev = p.device_id(doc, vars_)
+            except DecodeError as exc:
+                errors.append(f"{p.name}: {exc}")
+                continue
+            if assigned is not None and assigned.get(dev) == p.name:
+                return Match(p, doc, dev)
+            if fallback is None and p.accepts(doc):
+                fallback = Match(p, doc, dev)
+                if not assigned:
+                    break
+        if fallback is not None:
+            return fallback
+        if errors:
+            raise DecodeError("; ".join(errors))
+        raise NoProfileError(
+            f"topic {topic!r} matches {', '.join(p.name for p, _ in cands)} but the payload fits none "
+            "(pass --profile or assign the device a profile in the registry)"
+        )
