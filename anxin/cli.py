@@ -1,0 +1,203 @@
+"""The ``anxin`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import yaml
+
+from gateway.decoder import DecodeError
+from gateway.profiles import DEFAULT_PROFILE_DIR, NoProfileError, ProfileError, ProfileSet, load_profiles
+
+EXIT_NO_PROFILE = 3
+EXIT_MALFORMED = 4
+EXIT_BAD_PROFILES = 5
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    try:
+        profiles = ProfileSet(load_profiles(args.profiles))
+    except ProfileError as exc:
+        print(f"anxin decode: invalid profiles: {exc}", file=sys.stderr)
+        return EXIT_BAD_PROFILES
+    if args.payload_hex is not None:
+        try:
+            payload = bytes.fromhex(args.payload_hex.replace(" ", ""))
+        except ValueError:
+            print("anxin decode: --payload-hex is not hexadecimal", file=sys.stderr)
+            return EXIT_MALFORMED
+    else:
+        payload = args.payload.encode()
+    try:
+        m = profiles.match(args.topic, payload, profile=args.profile, raw_bytes=args.payload_hex is not None)
+        decoded = m.profile.decode(m.doc, m.device_id, datetime.now(UTC))
+    except NoProfileError as exc:
+        print(f"anxin decode: {exc}", file=sys.stderr)
+        return EXIT_NO_PROFILE
+    except DecodeError as exc:
+        print(f"anxin decode: malformed payload: {exc}", file=sys.stderr)
+        return EXIT_MALFORMED
+    for item in [*decoded.readings, *decoded.events]:
+        _print_json({"profile": decoded.profile, **item.as_dict()})
+    if not decoded.readings and not decoded.events:
+        print(f"anxin decode: profile {decoded.profile} matched; the message carries no readings or events",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    try:
+        profiles = load_profiles(args.profiles)
+    except ProfileError as exc:
+        print(f"invalid profile: {exc}", file=sys.stderr)
+        return EXIT_BAD_PROFILES
+    for p in profiles:
+        where = p.spec.topic or f"POST /ingest/{p.name}"
+        print(f"{p.name:32} {p.spec.kind:14} {where}")
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    from anxin.config import Settings
+    from anxin.db import init_db, make_engine
+    from gateway.registry import import_registry
+
+    settings = Settings()
+    sessions = init_db(make_engine(settings.database_url))
+    data = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+    n_inst, n_dev = import_registry(sessions, data)
+    print(f"imported {n_inst} institutions, {n_dev} devices into {settings.database_url}")
+    return 0
+
+
+def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bool, simulate: bool,
+           registry_file: Path | None) -> int:
+    import uvicorn
+
+    from anxin.config import Settings
+    from gateway.embedded_broker import EmbeddedBroker
+    from gateway.http_app import create_app
+    from gateway.registry import import_registry
+    from gateway.service import Gateway
+    from gateway.simulator import Simulator
+
+    settings = Settings(**gateway_settings_overrides)  # type: ignore[arg-type]
+    broker = None
+    if embedded_broker:
+        broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
+        broker.start()
+    gw = Gateway(settings)
+    if registry_file is not None:
+        import_registry(gw.sessions, yaml.safe_load(registry_file.read_text(encoding="utf-8")))
+        gw.registry.refresh()
+    gw.start()
+    sim = None
+    if simulate:
+        sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)
+        threading.Thread(target=sim.run, name="simulator", daemon=True).start()
+    server = uvicorn.Server(uvicorn.Config(create_app(gw), host=settings.http_host, port=settings.http_port,
+                                           log_level="warning"))
+    print(f"Anxin gateway: MQTT {settings.mqtt_host}:{settings.mqtt_port}, "
+          f"HTTP http://{settings.http_host}:{settings.http_port} (/metrics, /healthz, POST /ingest/<profile>), "
+          f"telemetry -> {settings.telemetry_sink}, database {settings.database_url}. Ctrl-C stops.")
+    try:
+        server.run()
+    finally:
+        if sim is not None:
+            sim.stop()
+        gw.stop()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    return _serve({}, embedded_broker=False, simulate=False, registry_file=None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {
+        "mqtt_port": args.mqtt_port, "http_port": args.http_port, "mqtt_protocol": "3.1.1",
+        "mqtt_shared_group": "", "telemetry_sink": "sqlite", "database_url": f"sqlite:///{args.data}/anxin.db",
+        "sqlite_telemetry_path": args.data / "telemetry.db", "spool_dir": args.data / "spool",
+        "ingest_tokens": ["demo-token"],
+    }
+    return _serve(overrides, embedded_broker=True, simulate=True, registry_file=args.registry)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.simulator import Simulator
+
+    sim = Simulator(args.host, args.port, period_s=args.period, alarm_every_s=args.alarm_every)
+    signal.signal(signal.SIGTERM, lambda *_: sim.stop())
+    with contextlib.suppress(KeyboardInterrupt):
+        sim.run(args.duration)
+    print(f"published {sim.published} messages")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="anxin", description="Anxin (安心) safety-monitoring gateway")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("decode", help="decode one payload with the device profiles; prints JSON lines")
+    p.add_argument("--topic", required=True, help="MQTT topic (or any label for HTTP pushes with --profile)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--payload", help="payload text (JSON)")
+    src.add_argument("--payload-hex", help="raw device bytes in hex (binary codecs, e.g. LoRaWAN frames)")
+    p.add_argument("--profile", help="profile name, where the topic alone cannot tell the model")
+    p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR, help="profile directory")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("profiles", help="validate and list device profiles")
+    p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR)
+    p.set_defaults(func=cmd_profiles)
+
+    p = sub.add_parser("registry-import", help="import institutions and devices from a YAML file")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_registry_import)
+
+    p = sub.add_parser("gateway", help="run the gateway (configuration from ANXIN_* environment variables)")
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("demo", help="embedded broker + gateway on SQLite + device simulator")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--http-port", type=int, default=8080)
+    p.add_argument("--data", type=Path, default=Path("var/demo"))
+    p.add_argument("--registry", type=Path, default=Path(__file__).resolve().parent.parent / "demo" / "registry.yaml")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="publish simulated device traffic to a broker")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--period", type=float, default=5.0)
+    p.add_argument("--alarm-every", type=float, default=60.0)
+    p.add_argument("--duration", type=float, default=None)
+    p.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("transitions", "amqtt", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

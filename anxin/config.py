@@ -1,0 +1,53 @@
+"""Configuration: environment variables prefixed ``ANXIN_`` (or a ``.env`` file); see README."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.profiles import DEFAULT_PROFILE_DIR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANXIN_", env_file=".env", extra="ignore")
+
+    # Relational store: institutions, devices, events, dead letters (later incidents).
+    database_url: str = "sqlite:///var/anxin.db"
+    profiles_dir: Path = DEFAULT_PROFILE_DIR
+
+    # MQTT source.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = "anxin-gateway-1"
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_shared_group: str = "anxin"  # "" subscribes without $share (brokers that lack it)
+    mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
+
+    # Telemetry.
+    telemetry_sink: Literal["influx", "sqlite"] = "influx"
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = "anxin"
+    influx_username: str | None = None
+    influx_password: str | None = None
+    influx_retention_policy: str | None = None
+    spool_dir: Path = Path("var/spool")
+    sqlite_telemetry_path: Path = Path("var/telemetry.db")
+    batch_size: int = Field(default=5000, ge=1)
+    flush_interval_s: float = Field(default=0.5, gt=0)
+
+    # HTTP (platform pushes, /metrics, /healthz).
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("ingest_tokens", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        # Comma-separated in the environment: ANXIN_INGEST_TOKENS=token1,token2
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v

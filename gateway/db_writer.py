@@ -1,0 +1,127 @@
+"""One ordered writer thread for the relational store, so alarms never wait behind telemetry.
+
+Items run in priority order (events before dead letters) and each is retried with backoff while the
+database is unreachable; the message behind it is acknowledged only after its commit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from anxin.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+PRIORITY_EVENT = 0
+PRIORITY_DEAD_LETTER = 1
+
+
+@dataclass(order=True, slots=True)
+class _Item:
+    priority: int
+    seq: int
+    work: Callable[[Session], Any] = field(compare=False)
+    done: Callable[[Any], None] | None = field(compare=False)
+    describe: Callable[[], dict[str, Any]] = field(compare=False)
+
+
+class DbWriter:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        metrics: Metrics,
+        rejected_file: Path,
+        *,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+        self._rejected_file = rejected_file
+        self._max_backoff = max_backoff_s
+        self._queue: queue.PriorityQueue[_Item] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._stopping = False
+        self._idle = threading.Condition()
+        self._busy = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(
+        self,
+        priority: int,
+        work: Callable[[Session], Any],
+        done: Callable[[Any], None] | None,
+        describe: Callable[[], dict[str, Any]],
+    ) -> None:
+        with self._idle:
+            self._busy += 1
+        self._queue.put(_Item(priority, next(self._seq), work, done, describe))
+
+    def pending(self) -> int:
+        return self._busy
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.wait_idle(timeout)
+        self._stopping = True
+        self._queue.put(_Item(99, next(self._seq), lambda s: None, None, dict))
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if self._stopping and item.priority == 99:
+                return
+            result = self._execute(item)
+            if item.done is not None:
+                try:
+                    item.done(result)
+                except Exception:
+                    log.exception("db writer completion callback failed")
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _execute(self, item: _Item) -> Any:
+        backoff = 0.05
+        bad_tries = 0
+        while True:
+            try:
+                with self._sessions.begin() as s:
+                    return item.work(s)
+            except (OperationalError, InterfaceError, DisconnectionError) as exc:
+                # Database unreachable: keep the item (and everything behind it) and retry.
+                self._metrics.inc("anxin_db_write_retries_total")
+                log.warning("database write failed, retrying in %.2fs: %s", backoff, exc.__class__.__name__)
+            except DBAPIError as exc:
+                bad_tries += 1
+                if bad_tries >= 2:
+                    self._reject(item, exc)
+                    return None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    def _reject(self, item: _Item, exc: Exception) -> None:
+        """The database refuses this item itself: keep it in a local file instead of losing it."""
+        self._metrics.inc("anxin_db_write_rejected_total")
+        log.error("database rejected a write, kept in %s: %s", self._rejected_file, exc)
+        self._rejected_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._rejected_file.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"error": str(exc), **item.describe()}, default=str, ensure_ascii=False) + "\n")

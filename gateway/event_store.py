@@ -1,0 +1,71 @@
+"""Persists decoded events and hands them to listeners (alerting) after commit.
+
+Devices repeat their state in every report (``smoke: false`` each hour), so a *clear* is stored only
+when it changes the last known state; every *active* event is stored, however often it repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from anxin.db import EventRecord
+from anxin.metrics import Metrics
+from anxin.model import Event, EventState
+from gateway.db_writer import PRIORITY_EVENT, DbWriter
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Sequence[tuple[int, Event]]], None]
+
+
+class EventStore:
+    def __init__(self, writer: DbWriter, metrics: Metrics) -> None:
+        self._writer = writer
+        self._metrics = metrics
+        self._last: dict[tuple[str, str], EventState] = {}  # touched only by the writer thread
+        self.listeners: list[Listener] = []
+
+    def persist(self, events: Sequence[Event], source: str, received_at: datetime, done: Callable[[], None]) -> None:
+        def work(s: Session) -> list[tuple[int, Event]]:
+            rows: list[tuple[EventRecord, Event]] = []
+            changed: dict[tuple[str, str], EventState] = {}
+            for e in events:
+                key = (e.device_id, e.type.value)
+                last = changed.get(key, self._last.get(key))
+                changed[key] = e.state
+                if e.state is EventState.CLEAR and last is EventState.CLEAR:
+                    continue
+                rec = EventRecord(device_id=e.device_id, institution_id=e.institution_id, type=e.type.value,
+                                  state=e.state.value, ts=e.ts, received_at=received_at, source=source,
+                                  detail=_jsonable(e.detail))
+                s.add(rec)
+                rows.append((rec, e))
+            s.flush()
+            self._last.update(changed)  # only reached when the flush worked; commit follows
+            return [(rec.id, e) for rec, e in rows]
+
+        def finished(stored: Any) -> None:
+            for _, e in stored or ():
+                self._metrics.inc("anxin_events_total", type=e.type.value, state=e.state.value)
+            done()
+            if stored:
+                for listener in self.listeners:
+                    try:
+                        listener(stored)
+                    except Exception:
+                        log.exception("event listener failed")
+
+        self._writer.submit(PRIORITY_EVENT, work, finished, lambda: {"kind": "events", "source": source,
+                                                                      "events": [e.as_dict() for e in events]})
+
+
+def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in detail.items():
+        out[k] = v if isinstance(v, str | int | float | bool | None | list | dict) else repr(v)
+    return out

@@ -1,0 +1,69 @@
+"""HTTP side of the gateway: platform pushes (CTWing, OceanConnect, vendor hosts), /metrics, /healthz.
+
+A push is answered 200 only once what it carried is durable, so a platform that retries on failure
+never loses a message; bad payloads get 422 with the reason and are dead-lettered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway.pipeline import Rejected
+from gateway.service import Gateway
+
+DURABLE_TIMEOUT_S = 10.0
+
+
+def create_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(title="Anxin gateway", version="0.1.0")
+    app.include_router(ingest_router(gateway))
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, object]:
+        return {
+            "status": "ok",
+            "mqtt_connected": gateway.mqtt.connected.is_set(),
+            "profiles": len(gateway.profiles.by_name),
+            "devices": len(gateway.registry),
+        }
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return gateway.metrics.render()
+
+    return app
+
+
+def ingest_router(gateway: Gateway) -> APIRouter:
+    router = APIRouter()
+    tokens = [t.encode() for t in gateway.settings.ingest_tokens]
+
+    def authorized(request: Request) -> bool:
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else request.query_params.get("token", "")
+        return bool(given) and any(hmac.compare_digest(given.encode(), t) for t in tokens)
+
+    @router.post("/ingest/{profile}")
+    async def ingest(profile: str, request: Request) -> dict[str, object]:
+        if not authorized(request):
+            raise HTTPException(401, "missing or wrong ingest token (Authorization: Bearer <token> or ?token=)")
+        if profile not in gateway.profiles.by_name:
+            raise HTTPException(404, f"unknown profile {profile!r}")
+        body = await request.body()
+        durable = threading.Event()
+        decoded = await run_in_threadpool(
+            gateway.pipeline.submit, profile, body, durable.set, source="http", profile=profile
+        )
+        if isinstance(decoded, Rejected):
+            raise HTTPException(422, f"{decoded.reason} (kept as a dead letter)")
+        if not await run_in_threadpool(durable.wait, DURABLE_TIMEOUT_S):
+            raise HTTPException(503, "storage is slow or down; retry later")
+        return {"device_id": decoded.device_id, "profile": decoded.profile,
+                "readings": len(decoded.readings), "events": len(decoded.events)}
+
+    return router

@@ -1,0 +1,82 @@
+"""Device registry snapshot: external device id -> institution and assigned profile.
+
+The gateway reads it per message, so it is an in-memory dict swapped whole on refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from anxin.db import Device, Institution
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    institution_id: str | None
+    profile: str | None
+
+
+class Registry:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._devices: dict[str, DeviceInfo] = {}
+        self._assigned: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        with self._sessions() as s:
+            rows = s.execute(select(Device.id, Device.institution_id, Device.profile)).all()
+        devices = {r.id: DeviceInfo(r.institution_id, r.profile) for r in rows}
+        self._devices = devices  # atomic swap: readers never see a half-built dict
+        self._assigned = {k: v.profile for k, v in devices.items() if v.profile}
+
+    def lookup(self, device_id: str) -> DeviceInfo | None:
+        return self._devices.get(device_id)
+
+    @property
+    def assigned(self) -> Mapping[str, str]:
+        return self._assigned
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def start(self, interval_s: float = 30.0) -> None:
+        """Refresh in the background so devices added through the API are picked up."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.refresh()
+                except Exception:  # the last good snapshot stays in use
+                    log.exception("registry refresh failed")
+
+        self._thread = threading.Thread(target=loop, name="registry-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) -> tuple[int, int]:
+    """Upsert ``{"institutions": [...], "devices": [...]}``; returns (institutions, devices) counts."""
+    insts = list(data.get("institutions") or [])
+    devs = list(data.get("devices") or [])
+    with sessions.begin() as s:
+        for i in insts:
+            s.merge(Institution(id=str(i["id"]), name=i["name"], name_en=i.get("name_en", ""),
+                                district=i.get("district", "")))
+        s.flush()
+        for d in devs:
+            s.merge(Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
+                           name=d.get("name", ""), room=d.get("room", "")))
+    return len(insts), len(devs)

@@ -1,0 +1,102 @@
+"""Wires the gateway together from Settings: stores, pipeline, MQTT source, HTTP app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from anxin.config import Settings
+from anxin.db import init_db, make_engine
+from anxin.metrics import Metrics
+from gateway.db_writer import DbWriter
+from gateway.dead_letters import DeadLetterStore
+from gateway.event_store import EventStore
+from gateway.mqtt_source import MqttSource
+from gateway.pipeline import Pipeline
+from gateway.profiles import ProfileSet, load_profiles
+from gateway.registry import Registry
+from gateway.sinks import TelemetrySink
+from gateway.telemetry_batcher import TelemetryBatcher
+
+log = logging.getLogger(__name__)
+
+
+def make_sink(settings: Settings) -> TelemetrySink:
+    if settings.telemetry_sink == "sqlite":
+        from gateway.sinks.sqlite_sink import SqliteSink
+
+        settings.sqlite_telemetry_path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteSink(settings.sqlite_telemetry_path)
+    from gateway.sinks.influx import InfluxSink
+
+    return InfluxSink(
+        settings.influx_url,
+        settings.influx_database,
+        username=settings.influx_username,
+        password=settings.influx_password,
+        retention_policy=settings.influx_retention_policy,
+        spool_dir=settings.spool_dir,
+    )
+
+
+class Gateway:
+    """The running ingest service. ``start()`` connects; ``stop()`` drains and closes."""
+
+    def __init__(self, settings: Settings, *, sink: TelemetrySink | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = make_engine(settings.database_url)
+        self.sessions = init_db(self.engine)
+        self.profiles = ProfileSet(load_profiles(settings.profiles_dir))
+        self.registry = Registry(self.sessions)
+        self.registry.refresh()
+        self.writer = DbWriter(self.sessions, self.metrics, Path(settings.spool_dir) / "db-rejected.jsonl")
+        self.events = EventStore(self.writer, self.metrics)
+        self.dead_letters = DeadLetterStore(self.writer, self.metrics)
+        self.sink = sink or make_sink(settings)
+        self.telemetry = TelemetryBatcher(
+            self.sink, self.metrics, batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s
+        )
+        self.pipeline = Pipeline(self.profiles, self.registry, self.events, self.telemetry, self.dead_letters,
+                                 self.metrics)
+        self.mqtt = MqttSource(
+            self.pipeline,
+            self.metrics,
+            host=settings.mqtt_host,
+            port=settings.mqtt_port,
+            client_id=settings.mqtt_client_id,
+            subscriptions=self.profiles.subscriptions(),
+            protocol=settings.mqtt_protocol,
+            shared_group=settings.mqtt_shared_group,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password,
+            receive_maximum=settings.mqtt_receive_maximum,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+        )
+        self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
+                           lambda: float(self.telemetry.pending()))
+        self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
+                           lambda: float(self.writer.pending()))
+        self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
+
+    def start(self, *, mqtt: bool = True) -> None:
+        self.writer.start()
+        self.telemetry.start()
+        self.registry.start()
+        if mqtt:
+            self.mqtt.start()
+        log.info("gateway started: %d profiles, %d devices, subscriptions %s", len(self.profiles.by_name),
+                 len(self.registry), self.profiles.subscriptions())
+
+    def stop(self) -> None:
+        # Flush while still connected so the final acks reach the broker; anything later is redelivered.
+        self.registry.stop()
+        self.telemetry.stop()
+        self.writer.stop()
+        self.mqtt.stop()
+        self.sink.close()
+        self.engine.dispose()
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until everything received so far is durable (tests, shutdown)."""
+        return self.telemetry.flush(timeout) and self.writer.wait_idle(timeout)
