@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from anxin.model import Event, Reading
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, NoProfileError, ProfileError, ProfileSet, load_profiles
 
@@ -49,7 +50,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except DecodeError as exc:
         print(f"anxin decode: malformed payload: {exc}", file=sys.stderr)
         return EXIT_MALFORMED
-    for item in [*decoded.readings, *decoded.events]:
+    items: list[Reading | Event] = [*decoded.readings, *decoded.events]
+    for item in items:
         _print_json({"profile": decoded.profile, **item.as_dict()})
     if not decoded.readings and not decoded.events:
         print(f"anxin decode: profile {decoded.profile} matched; the message carries no readings or events",

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -52,7 +53,7 @@ class MqttSource:
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker granted the subscriptions
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
             clean_session=None if self._v5 else False,
@@ -69,7 +70,7 @@ class MqttSource:
     def start(self) -> None:
         props: Properties | None = None
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self._session_expiry
             props.ReceiveMaximum = self._receive_maximum
             self._client.connect_async(self._host, self._port, self._keepalive, clean_start=False, properties=props)
@@ -108,7 +109,7 @@ class MqttSource:
         log.warning("MQTT disconnected: %s", reason)
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._pipeline.submit(msg.topic, msg.payload, self._acker(client, msg), source="mqtt")
+        self._pipeline.submit(msg.topic, cast(bytes, msg.payload), self._acker(client, msg), source="mqtt")
 
     def _acker(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> Callable[[], None] | None:
         if msg.qos == 0:

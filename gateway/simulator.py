@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def z2m(name: str, payload: dict[str, Any]) -> tuple[str, bytes]:
 
 class Simulator:
     def __init__(self, host: str, port: int, *, period_s: float = 5.0, alarm_every_s: float = 60.0) -> None:
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"anxin-sim-{random.getrandbits(30)}")
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"anxin-sim-{random.getrandbits(30)}")
         self._host, self._port = host, port
         self._period = period_s
         self._alarm_every = alarm_every_s

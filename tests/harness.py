@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from anxin.config import Settings
 from gateway.registry import import_registry
@@ -61,7 +62,7 @@ def running_gateway(settings: Settings, *, registry: dict[str, Any] | None = Non
 
 class Publisher:
     def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 

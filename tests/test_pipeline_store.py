@@ -18,12 +18,12 @@ SMOKE = b'{"battery":100,"voltage":3195,"linkquality":57,"smoke":true,"sensitivi
 SMOKE_CLEAR = b'{"battery":100,"voltage":3195,"linkquality":57,"smoke":false}'
 
 
-def _events(gw) -> list[EventRecord]:  # type: ignore[no-untyped-def]
+def _events(gw) -> list[EventRecord]:
     with gw.sessions() as s:
         return list(s.scalars(select(EventRecord).order_by(EventRecord.id)))
 
 
-def _dead(gw) -> list[DeadLetter]:  # type: ignore[no-untyped-def]
+def _dead(gw) -> list[DeadLetter]:
     with gw.sessions() as s:
         return list(s.scalars(select(DeadLetter).order_by(DeadLetter.id)))
 

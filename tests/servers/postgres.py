@@ -6,6 +6,7 @@ system user the Debian package creates.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -54,10 +55,8 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.datadir.exists():
-            try:
+            with contextlib.suppress(subprocess.CalledProcessError):
                 self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
-            except subprocess.CalledProcessError:
-                pass
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
