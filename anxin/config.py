@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     sqlite_telemetry_path: Path = Path("var/telemetry.db")
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
+    duplicate_window_s: float = Field(default=2.0, ge=0)  # skip byte-identical repeats (never alarms)
 
     # HTTP (platform pushes, /metrics, /healthz).
     http_host: str = "127.0.0.1"

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from gateway.pipeline import Rejected
+from gateway.pipeline import Duplicate, Rejected
 from gateway.service import Gateway
 
 DURABLE_TIMEOUT_S = 10.0
@@ -61,6 +61,8 @@ def ingest_router(gateway: Gateway) -> APIRouter:
         )
         if isinstance(decoded, Rejected):
             raise HTTPException(422, f"{decoded.reason} (kept as a dead letter)")
+        if isinstance(decoded, Duplicate):
+            return {"duplicate": True}
         if not await run_in_threadpool(durable.wait, DURABLE_TIMEOUT_S):
             raise HTTPException(503, "storage is slow or down; retry later")
         return {"device_id": decoded.device_id, "profile": decoded.profile,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from anxin.metrics import Metrics
+from anxin.model import EventState
 from gateway.dead_letters import DeadLetterStore
 from gateway.decoder import Decoded, DecodeError
 from gateway.event_store import EventStore
@@ -36,6 +38,11 @@ class Rejected:
 
     kind: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A byte-identical repeat of the topic's previous message, skipped."""
 
 
 class _AckAfter:
@@ -65,7 +72,12 @@ class Pipeline:
         telemetry: TelemetryBatcher,
         dead_letters: DeadLetterStore,
         metrics: Metrics,
+        *,
+        duplicate_window_s: float = 2.0,
     ) -> None:
+        self.duplicate_window_s = duplicate_window_s
+        # topic -> (payload, monotonic time, carried an active event); one entry per device topic
+        self._last: dict[str, tuple[bytes, float, bool]] = {}
         self.profiles = profiles
         self.registry = registry
         self.events = events
@@ -81,10 +93,13 @@ class Pipeline:
         *,
         source: str = "mqtt",
         profile: str | None = None,
-    ) -> Decoded | Rejected:
+    ) -> Decoded | Rejected | Duplicate:
         """Decode and route one message. Never raises for bad input: it is dead-lettered instead."""
-        received_at = datetime.now(UTC)
         ack = ack or _noop
+        if self._is_repeat(topic, payload):
+            ack()
+            return Duplicate()
+        received_at = datetime.now(UTC)
         origin = f"{source}:{topic}"
         try:
             m = self.profiles.match(topic, payload, profile=profile, assigned=self.registry.assigned)
@@ -97,9 +112,24 @@ class Pipeline:
             log.exception("decoder crashed on %s", origin)
             rejected = Rejected("internal_error", f"internal error: {exc!r}")
         else:
+            if self.duplicate_window_s > 0:
+                alarm = any(e.state is EventState.ACTIVE for e in decoded.events)
+                self._last[topic] = (payload, time.monotonic(), alarm)
             return self._route(decoded, origin, received_at, ack)
         self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, ack)
         return rejected
+
+    def _is_repeat(self, topic: str, payload: bytes) -> bool:
+        """Some devices send the same report several times a second (Aqara sensors via zigbee2mqtt).
+        A byte-identical repeat within the window is skipped, unless it carried an active event:
+        alarms are never suppressed."""
+        last = self._last.get(topic)
+        if last is None or last[2] or last[0] != payload:
+            return False
+        if time.monotonic() - last[1] > self.duplicate_window_s:
+            return False
+        self.metrics.inc("anxin_duplicates_total")
+        return True
 
     def _route(self, decoded: Decoded, origin: str, received_at: datetime, ack: Ack) -> Decoded:
         self.metrics.inc("anxin_messages_total", profile=decoded.profile)

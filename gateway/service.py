@@ -58,7 +58,7 @@ class Gateway:
             self.sink, self.metrics, batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s
         )
         self.pipeline = Pipeline(self.profiles, self.registry, self.events, self.telemetry, self.dead_letters,
-                                 self.metrics)
+                                 self.metrics, duplicate_window_s=settings.duplicate_window_s)
         self.mqtt = MqttSource(
             self.pipeline,
             self.metrics,

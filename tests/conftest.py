@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.postgres import PostgresServer
 
@@ -20,4 +21,10 @@ def mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def influx(tmp_path: Path) -> Iterator[InfluxServer]:
+    with InfluxServer(tmp_path / "influxdb") as server:
         yield server

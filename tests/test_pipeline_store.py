@@ -32,16 +32,19 @@ def test_mqtt_to_sqlite_events_readings_and_dead_letters(tmp_path: Path, mosquit
     settings = gateway_settings(tmp_path, mqtt_port=mosquitto.port, telemetry_sink="sqlite")
     with running_gateway(settings, registry=REGISTRY) as gw, Publisher(mosquitto.port) as pub:
         pub.publish("zigbee2mqtt/sens_smoke1", SMOKE)
+        pub.publish("zigbee2mqtt/sens_smoke1", SMOKE)  # an identical alarm repeat is never suppressed
         pub.publish("zigbee2mqtt/sens_smoke1", SMOKE_CLEAR)
-        pub.publish("zigbee2mqtt/sens_smoke1", SMOKE_CLEAR)  # repeated clear: not stored again
+        pub.publish("zigbee2mqtt/sens_smoke1", SMOKE_CLEAR)  # byte-identical repeat: skipped
+        pub.publish("zigbee2mqtt/sens_smoke1", SMOKE_CLEAR.replace(b"57", b"58"))  # clear again: not stored
         pub.publish("zigbee2mqtt/sens_smoke1", b'{"smoke": tru')  # malformed JSON
         pub.publish("zigbee2mqtt/mystery", b'{"colour": "blue"}')  # no profile fits
         wait_for(lambda: gw.metrics.get("anxin_dead_letters_total", kind="malformed") == 1, what="dead letter")
         assert gw.drain(20)
 
         events = [(e.device_id, e.institution_id, e.type, e.state) for e in _events(gw)]
-        assert ("sens_smoke1", "xm-001", "alarm.smoke", "active") in events
+        assert events.count(("sens_smoke1", "xm-001", "alarm.smoke", "active")) == 2
         assert events.count(("sens_smoke1", "xm-001", "alarm.smoke", "clear")) == 1
+        assert gw.metrics.get("anxin_duplicates_total") == 1
 
         dead = _dead(gw)
         assert [d.source for d in dead] == ["mqtt:zigbee2mqtt/sens_smoke1", "mqtt:zigbee2mqtt/mystery"]
@@ -54,7 +57,7 @@ def test_mqtt_to_sqlite_events_readings_and_dead_letters(tmp_path: Path, mosquit
 
     rows = sqlite3.connect(settings.sqlite_telemetry_path).execute(
         "SELECT device_id, institution_id, metric, value FROM readings WHERE metric='battery'").fetchall()
-    assert rows == [("sens_smoke1", "xm-001", "battery", 100.0)] * 3
+    assert rows == [("sens_smoke1", "xm-001", "battery", 100.0)] * 4
 
 
 def test_events_and_dead_letters_on_postgresql(tmp_path: Path, postgres: PostgresServer) -> None:

@@ -1,0 +1,219 @@
+"""Ingest throughput: the gateway (decode + InfluxDB) against a bare MQTT client, same backlog, same run.
+
+Both consumers have a persistent session on a private mosquitto; the same N real-format messages are
+queued for each while it is offline, then each drains its backlog alone (so they do not compete for the
+2 cores). Rates are messages per second from connect until the last message is received (bare client,
+QoS 1 auto-ack) or durable in InfluxDB and acknowledged (gateway). Prints both and the ratio.
+
+    python -m bench.ingest_throughput [--messages 200000] [--devices 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from tests.servers.influxdb import InfluxServer
+
+from anxin.config import Settings
+from gateway.service import Gateway
+from gateway.simulator import chirpstack_uplink, em300_th_frame
+from tests.servers.mosquitto import MosquittoServer
+
+TOPICS = ["zigbee2mqtt/+", "application/+/device/+/event/up"]
+
+
+def workload(n: int, devices: int, seed: int = 7) -> tuple[list[tuple[str, bytes]], int]:
+    """A mix of real formats: zigbee2mqtt temperature/humidity (50 %) and air boxes (30 %),
+    ChirpStack uplinks with Milesight EM300-TH binary frames (20 %). Returns messages, expected points."""
+    r = random.Random(seed)
+    msgs: list[tuple[str, bytes]] = []
+    points = 0
+    for i in range(n):
+        dev = i % devices
+        kind = dev % 10
+        if kind < 5:
+            body: dict[str, Any] = {"battery": r.randint(20, 100), "humidity": round(r.uniform(30, 70), 1),
+                                    "temperature": round(r.uniform(18, 28), 1), "linkquality": r.randint(30, 200)}
+            msgs.append((f"zigbee2mqtt/th-{dev}", json.dumps(body).encode()))
+            points += 4
+        elif kind < 8:
+            body = {"co2": r.randint(400, 1500), "formaldehyd": r.randint(5, 120), "voc": r.randint(5, 80),
+                    "temperature": round(r.uniform(18, 28), 1), "humidity": round(r.uniform(30, 70), 1),
+                    "linkquality": r.randint(30, 200)}
+            msgs.append((f"zigbee2mqtt/air-{dev}", json.dumps(body).encode()))
+            points += 6
+        else:
+            topic, payload = chirpstack_uplink(f"24e1240000{dev:06x}", em300_th_frame(
+                r.randint(20, 100), r.uniform(18, 28), r.uniform(30, 70)), i)
+            msgs.append((topic, payload))
+            points += 5  # battery, temperature, humidity, rssi, snr
+    return msgs, points
+
+
+def registry(devices: int) -> dict[str, Any]:
+    devs = []
+    for dev in range(devices):
+        kind = dev % 10
+        if kind < 5:
+            devs.append({"id": f"th-{dev}", "institution": f"inst-{dev % 50}", "profile": "zigbee2mqtt-temp-humidity"})
+        elif kind < 8:
+            devs.append({"id": f"air-{dev}", "institution": f"inst-{dev % 50}", "profile": "zigbee2mqtt-air-quality"})
+        else:
+            devs.append({"id": f"24e1240000{dev:06x}", "institution": f"inst-{dev % 50}",
+                         "profile": "milesight-em300-th"})
+    return {"institutions": [{"id": f"inst-{i}", "name": f"托育机构{i}"} for i in range(50)], "devices": devs}
+
+
+def publish_all(port: int, msgs: list[tuple[str, bytes]]) -> float:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    t0 = time.perf_counter()
+    infos = [client.publish(t, p, qos=1) for t, p in msgs]
+    for info in infos:
+        info.wait_for_publish(120)
+    elapsed = time.perf_counter() - t0
+    client.loop_stop()
+    client.disconnect()
+    return elapsed
+
+
+class BareClient:
+    """The baseline: a paho client that only counts messages (QoS 1, automatic ack)."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.port = port
+        self.client_id = client_id
+        self.count = 0
+        self.target = 0
+        self.done = threading.Event()
+        self.subscribed = threading.Event()
+
+    def _client(self) -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        c.on_message = self._on_message
+        c.on_subscribe = lambda *_: self.subscribed.set()
+        return c
+
+    def _on_message(self, *_: Any) -> None:
+        self.count += 1
+        if self.count == self.target:
+            self.done.set()
+
+    def create_session(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c = self._client()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", self.port, clean_start=True, properties=props)
+        c.loop_start()
+        c.subscribe([(t, 1) for t in TOPICS])
+        assert self.subscribed.wait(10)
+        c.disconnect()
+        c.loop_stop()
+
+    def drain(self, n: int) -> float:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.target = n
+        c = self._client()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        props.ReceiveMaximum = 20000
+        t0 = time.perf_counter()
+        c.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        c.loop_start()
+        if not self.done.wait(600):
+            raise RuntimeError(f"bare client got {self.count}/{n}")
+        elapsed = time.perf_counter() - t0
+        c.disconnect()
+        c.loop_stop()
+        return elapsed
+
+
+def gateway_settings(work: Path, mqtt_port: int, influx_url: str, client_id: str) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{work}/anxin.db", mqtt_port=mqtt_port, mqtt_client_id=client_id,
+        mqtt_shared_group="", influx_url=influx_url, influx_database="bench", spool_dir=work / "spool",
+        batch_size=5000, flush_interval_s=0.2,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--devices", type=int, default=2000)
+    args = ap.parse_args()
+    n = args.messages
+    msgs, expected_points = workload(n, args.devices)
+    with tempfile.TemporaryDirectory(prefix="anxin-bench-") as tmp:
+        work = Path(tmp)
+        mosq = MosquittoServer(work / "mosquitto").start()
+        influx = InfluxServer(work / "influx").start()
+        try:
+            bare = BareClient(mosq.port, "bench-bare")
+            bare.create_session()
+            settings = gateway_settings(work, mosq.port, influx.url, "bench-gateway")
+            gw = Gateway(settings)
+            from gateway.registry import import_registry
+
+            import_registry(gw.sessions, registry(args.devices))
+            gw.registry.refresh()
+            gw.start()
+            assert gw.mqtt.subscribed.wait(10)
+            gw.stop()  # the persistent session now queues for the gateway too
+
+            pub_s = publish_all(mosq.port, msgs)
+            print(f"queued {n} messages for each consumer in {pub_s:.1f}s ({n / pub_s:,.0f} msg/s publish)")
+
+            bare_s = bare.drain(n)
+            bare_rate = n / bare_s
+
+            gw = Gateway(settings)
+            t0 = time.perf_counter()
+            gw.start()
+            while gw.metrics.get("anxin_readings_total") < expected_points:
+                time.sleep(0.01)
+                if time.perf_counter() - t0 > 600:
+                    raise RuntimeError("gateway did not finish in 600 s")
+            assert gw.drain(60)
+            gw_s = time.perf_counter() - t0
+            gw_rate = n / gw_s
+            dead = sum(v for (name, _), v in gw.metrics._counters.items() if name == "anxin_dead_letters_total")
+            gw.stop()
+            stored = influx_points(influx)
+        finally:
+            influx.stop()
+            mosq.stop()
+    print(f"bare MQTT client : {bare_rate:>10,.0f} msg/s  ({n} messages in {bare_s:.2f}s)")
+    print(f"anxin gateway    : {gw_rate:>10,.0f} msg/s  ({n} messages in {gw_s:.2f}s, "
+          f"{expected_points / gw_s:,.0f} points/s into InfluxDB)")
+    print(f"ratio            : {gw_rate / bare_rate:.0%} of the bare client")
+    print(f"points in InfluxDB: {stored} of {expected_points} expected; dead letters: {dead:g}")
+
+
+def influx_points(influx: InfluxServer) -> int:
+    total = 0
+    for metric in ("temperature", "humidity", "battery", "linkquality", "co2", "hcho", "tvoc_ppb", "rssi", "snr"):
+        rows = influx.query("bench", f"SELECT count(value) FROM {metric}")
+        total += int(rows[0]["count"]) if rows else 0
+    return total
+
+
+if __name__ == "__main__":
+    main()
