@@ -22,11 +22,11 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from tests.servers.influxdb import InfluxServer
 
 from anxin.config import Settings
 from gateway.service import Gateway
 from gateway.simulator import chirpstack_uplink, em300_th_frame
+from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 
 TOPICS = ["zigbee2mqtt/+", "application/+/device/+/event/up"]
@@ -81,9 +81,11 @@ def publish_all(port: int, msgs: list[tuple[str, bytes]]) -> float:
     client.connect("127.0.0.1", port)
     client.loop_start()
     t0 = time.perf_counter()
-    infos = [client.publish(t, p, qos=1) for t, p in msgs]
-    for info in infos:
-        info.wait_for_publish(120)
+    window = 20_000  # packet ids are 16-bit: keep fewer than 65,535 unacknowledged
+    for start in range(0, len(msgs), window):
+        infos = [client.publish(t, p, qos=1) for t, p in msgs[start:start + window]]
+        for info in infos:
+            info.wait_for_publish(120)
     elapsed = time.perf_counter() - t0
     client.loop_stop()
     client.disconnect()

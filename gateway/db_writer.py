@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 PRIORITY_EVENT = 0
 PRIORITY_DEAD_LETTER = 1
+_STOP = 99
+MAX_GROUP = 500
 
 
 @dataclass(order=True, slots=True)
@@ -81,23 +83,56 @@ class DbWriter:
     def stop(self, timeout: float = 10.0) -> None:
         self.wait_idle(timeout)
         self._stopping = True
-        self._queue.put(_Item(99, next(self._seq), lambda s: None, None, dict))
+        self._queue.put(_Item(_STOP, next(self._seq), lambda s: None, None, dict))
         self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if self._stopping and item.priority == 99:
+            group = [self._queue.get()]
+            # Whatever queued up meanwhile shares one transaction: an alarm storm costs one commit
+            # per group, not per event; a lone alarm is committed at once.
+            while len(group) < MAX_GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if self._stopping and any(item.priority == _STOP for item in group):
+                group = [i for i in group if i.priority != _STOP]
+                self._finish(group, self._execute_group(group))
                 return
-            result = self._execute(item)
+            self._finish(group, self._execute_group(group))
+
+    def _finish(self, group: list[_Item], results: list[Any]) -> None:
+        for item, result in zip(group, results, strict=True):
             if item.done is not None:
                 try:
                     item.done(result)
                 except Exception:
                     log.exception("db writer completion callback failed")
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
+        with self._idle:
+            self._busy -= len(group)
+            self._idle.notify_all()
+
+    def _execute_group(self, group: list[_Item]) -> list[Any]:
+        if not group:
+            return []
+        backoff = 0.05
+        while True:
+            try:
+                with self._sessions.begin() as s:
+                    results = [item.work(s) for item in group]
+                return results
+            except (OperationalError, InterfaceError, DisconnectionError) as exc:
+                # Database unreachable: keep the items (and everything behind them) and retry.
+                self._metrics.inc("anxin_db_write_retries_total")
+                log.warning("database write failed, retrying in %.2fs: %s", backoff, exc.__class__.__name__)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+            except DBAPIError:
+                if len(group) == 1:
+                    return [self._execute(group[0])]
+                # One item is refused by the database itself: find it by writing them one by one.
+                return [self._execute(item) for item in group]
 
     def _execute(self, item: _Item) -> Any:
         backoff = 0.05
@@ -107,7 +142,6 @@ class DbWriter:
                 with self._sessions.begin() as s:
                     return item.work(s)
             except (OperationalError, InterfaceError, DisconnectionError) as exc:
-                # Database unreachable: keep the item (and everything behind it) and retry.
                 self._metrics.inc("anxin_db_write_retries_total")
                 log.warning("database write failed, retrying in %.2fs: %s", backoff, exc.__class__.__name__)
             except DBAPIError as exc:

@@ -1,12 +1,14 @@
 """Persists decoded events and hands them to listeners (alerting) after commit.
 
 Devices repeat their state in every report (``smoke: false`` each hour), so a *clear* is stored only
-when it changes the last known state; every *active* event is stored, however often it repeats.
+when it changes the last known state (kept in memory: after a restart the first clear is stored again);
+every *active* event is stored, however often it repeats.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -27,30 +29,39 @@ class EventStore:
     def __init__(self, writer: DbWriter, metrics: Metrics) -> None:
         self._writer = writer
         self._metrics = metrics
-        self._last: dict[tuple[str, str], EventState] = {}  # touched only by the writer thread
+        self._last: dict[tuple[str, str], EventState] = {}
+        self._lock = threading.Lock()  # submitters: the MQTT thread and HTTP worker threads
         self.listeners: list[Listener] = []
 
-    def persist(self, events: Sequence[Event], source: str, received_at: datetime, done: Callable[[], None]) -> None:
-        def work(s: Session) -> list[tuple[int, Event]]:
-            rows: list[tuple[EventRecord, Event]] = []
-            changed: dict[tuple[str, str], EventState] = {}
+    def _changes(self, events: Sequence[Event]) -> list[Event]:
+        """Drop clears that repeat the last known state, before they cost a database round trip."""
+        keep: list[Event] = []
+        with self._lock:
             for e in events:
                 key = (e.device_id, e.type.value)
-                last = changed.get(key, self._last.get(key))
-                changed[key] = e.state
+                last = self._last.get(key)
+                self._last[key] = e.state
                 if e.state is EventState.CLEAR and last is EventState.CLEAR:
                     continue
-                rec = EventRecord(device_id=e.device_id, institution_id=e.institution_id, type=e.type.value,
-                                  state=e.state.value, ts=e.ts, received_at=received_at, source=source,
-                                  detail=_jsonable(e.detail))
-                s.add(rec)
-                rows.append((rec, e))
-            s.flush()
-            self._last.update(changed)  # only reached when the flush worked; commit follows
-            return [(rec.id, e) for rec, e in rows]
+                keep.append(e)
+        return keep
 
-        def finished(stored: Any) -> None:
-            for _, e in stored or ():
+    def persist(self, events: Sequence[Event], source: str, received_at: datetime, done: Callable[[], None]) -> None:
+        events = self._changes(events)
+        if not events:
+            done()
+            return
+
+        def work(s: Session) -> list[tuple[EventRecord, Event]]:
+            rows = [(EventRecord(device_id=e.device_id, institution_id=e.institution_id, type=e.type.value,
+                                 state=e.state.value, ts=e.ts, received_at=received_at, source=source,
+                                 detail=_jsonable(e.detail)), e) for e in events]
+            s.add_all([rec for rec, _ in rows])
+            return rows
+
+        def finished(result: Any) -> None:
+            stored = [(rec.id, e) for rec, e in result or ()]  # ids assigned by the commit
+            for _, e in stored:
                 self._metrics.inc("anxin_events_total", type=e.type.value, state=e.state.value)
             done()
             if stored:

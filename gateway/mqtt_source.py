@@ -1,22 +1,28 @@
-"""MQTT source: paho-mqtt 2.x with manual acknowledgement.
+"""MQTT source: gmqtt on its own asyncio loop thread, with acknowledgement after durability.
 
-QoS 1, persistent session (MQTT 5 session expiry / 3.1.1 clean_session=False) and PUBACK only after
-the pipeline reports the message durable, so a crash or outage redelivers instead of losing. With MQTT 5
-the client's Receive Maximum lets the broker keep a whole batch in flight while it is made durable.
+QoS 1, persistent session (MQTT 5 session expiry / 3.1.1 clean_session=False) and PUBACK only once the
+pipeline reports the message durable, so a crash or outage redelivers instead of losing. MQTT 5's
+Receive Maximum lets the broker keep a whole batch in flight while it is made durable.
+
+Why gmqtt, and why one hook into it: on this 2-core machine a bare gmqtt client receives ~3.5x faster
+than paho-mqtt (68k vs 19k msg/s, QoS 1). gmqtt's own deferred acknowledgement needs an asyncio task per
+message, which costs more than our whole decode; so the handler's QoS 1 hook
+(``_handle_qos_1_publish_packet``) is replaced to hand each message to the pipeline with an ``ack``
+callable. gmqtt is pinned to a minor version and tests/test_mqtt_source.py proves the behaviour
+against mosquitto (unacknowledged messages are redelivered).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+import gmqtt
+from gmqtt.mqtt.constants import UNLIMITED_RECONNECTS, MQTTv50, MQTTv311
 
 from anxin.metrics import Metrics
 from gateway.pipeline import Pipeline
@@ -45,81 +51,135 @@ class MqttSource:
         self._pipeline = pipeline
         self._metrics = metrics
         self._host, self._port, self._keepalive = host, port, keepalive
-        self._v5 = protocol == "5"
+        self._version = MQTTv50 if protocol == "5" else MQTTv311
         self._topics = [f"$share/{shared_group}/{t}" if shared_group else t for t in subscriptions]
-        self._receive_maximum = receive_maximum
-        self._session_expiry = session_expiry_s
-        self._generation = 0  # bumped per connection; acks from an older connection are dropped
+        self._client_id = client_id
+        self._credentials = (username, password)
+        self._connect_props: dict[str, Any] = (
+            {"session_expiry_interval": session_expiry_s, "receive_maximum": receive_maximum}
+            if self._version == MQTTv50 else {}
+        )
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker granted the subscriptions
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
-            clean_session=None if self._v5 else False,
-            manual_ack=True,
-        )
-        if username:
-            self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        self._generation = 0  # bumped per connection; acks from an older connection are dropped
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread_id: int | None = None
+        self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
+        self._stop: asyncio.Event | None = None
+        self._client: Any = None
+        self._acks: list[tuple[int, int]] = []  # (generation, packet id) waiting for the loop thread
+        self._acks_lock = threading.Lock()
 
+    # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        props: Properties | None = None
-        if self._v5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = self._session_expiry
-            props.ReceiveMaximum = self._receive_maximum
-            self._client.connect_async(self._host, self._port, self._keepalive, clean_start=False, properties=props)
-        else:
-            self._client.connect_async(self._host, self._port, self._keepalive)
-        self._client.loop_start()
+        self._thread.start()
 
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive() and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
         self.connected.clear()
+        self.subscribed.clear()
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.error("MQTT connect to %s:%s refused: %s", self._host, self._port, reason)
-            return
+    def _run(self) -> None:
+        self._loop_thread_id = threading.get_ident()
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        client = gmqtt.Client(self._client_id, clean_session=False, optimistic_acknowledgement=False,
+                              **self._connect_props)
+        client.reconnect_retries = UNLIMITED_RECONNECTS
+        client.reconnect_delay = 2
+        if self._credentials[0]:
+            client.set_auth_credentials(self._credentials[0], self._credentials[1])
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_qos0_message
+        self._handler = client._package_handler
+        self._handler._handle_qos_1_publish_packet = self._on_qos1_publish
+        self._client = client
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await client.connect(self._host, self._port, keepalive=self._keepalive, version=self._version)
+                break
+            except Exception as exc:  # refused or unreachable: keep trying, the gateway stays up
+                log.error("MQTT connect to %s:%s failed (%s); retrying in %.1fs", self._host, self._port, exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 30.0)
+        await self._stop.wait()
+        self._flush_acks()
+        try:
+            await client.disconnect()
+        except Exception:
+            log.debug("MQTT disconnect failed", exc_info=True)
+
+    # -- gmqtt callbacks (loop thread) -------------------------------------------------------------
+    def _on_connect(self, client: Any, session_present: int, result: int, _props: Any) -> None:
         self._generation += 1
-        log.info("MQTT connected to %s:%s (session present: %s)", self._host, self._port, flags.session_present)
-        if self._v5:
-            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self._topics])
-        else:
-            client.subscribe([(t, 1) for t in self._topics])
+        log.info("MQTT connected to %s:%s (session present: %s)", self._host, self._port, bool(session_present))
         self._metrics.inc("anxin_mqtt_connects_total")
         self.connected.set()
+        if not client.subscriptions:
+            client.subscribe([gmqtt.Subscription(t, qos=1) for t in self._topics])
+        else:  # a reconnect: the broker may have dropped the session (expiry), so ask again
+            for sub in client.subscriptions:
+                client.resubscribe(sub)
 
-    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, reasons: list[Any], _p: Any) -> None:
-        failed = [r for r in reasons if r.is_failure]
-        if failed:
-            log.error("MQTT subscription refused: %s", failed)
+    def _on_subscribe(self, _client: Any, _mid: int, granted: Any, _props: Any) -> None:
+        if any(q >= 0x80 for q in granted):
+            log.error("MQTT subscription refused: %s", granted)
             return
         self.subscribed.set()
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(self, _client: Any, _packet: Any, exc: Any = None) -> None:
         self.connected.clear()
         self.subscribed.clear()
-        log.warning("MQTT disconnected: %s", reason)
+        log.warning("MQTT disconnected from %s:%s", self._host, self._port)
 
-    def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._pipeline.submit(msg.topic, cast(bytes, msg.payload), self._acker(client, msg), source="mqtt")
+    def _on_qos0_message(self, _client: Any, topic: Any, payload: bytes, _qos: int, _props: Any) -> int:
+        self._pipeline.submit(_topic(topic), payload, None, source="mqtt")
+        return 0
 
-    def _acker(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> Callable[[], None] | None:
-        if msg.qos == 0:
-            return None
-        mid, qos, generation = msg.mid, msg.qos, self._generation
+    def _on_qos1_publish(self, mid: int, payload: bytes, topic: Any, _props: Any) -> None:
+        self._pipeline.submit(_topic(topic), payload, self._acker(mid), source="mqtt")
+
+    # -- acknowledgements --------------------------------------------------------------------------
+    def _acker(self, mid: int) -> Callable[[], None]:
+        generation = self._generation
 
         def ack() -> None:
-            # After a reconnect the broker resends unacked messages; their ids may be reused, so an ack
-            # for the old connection would confirm the wrong message. The resent copy gets its own ack.
-            if generation == self._generation:
-                client.ack(mid, qos)
+            if threading.get_ident() == self._loop_thread_id:
+                self._send_ack(generation, mid)
+                return
+            with self._acks_lock:
+                first = not self._acks
+                self._acks.append((generation, mid))
+            if first:  # one loop wake-up per batch of acks, not per message
+                with contextlib.suppress(RuntimeError):  # loop closed at shutdown: the broker redelivers
+                    self._loop.call_soon_threadsafe(self._flush_acks)
 
         return ack
+
+    def _flush_acks(self) -> None:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        for generation, mid in acks:
+            self._send_ack(generation, mid)
+
+    def _send_ack(self, generation: int, mid: int) -> None:
+        # After a reconnect the broker resends unacknowledged messages and packet ids may be reused, so
+        # an ack for the old connection could confirm the wrong message. The resent copy gets its own.
+        if generation == self._generation and self.connected.is_set():
+            self._handler._send_puback(mid)
+
+
+def _topic(topic: Any) -> str:
+    return topic if isinstance(topic, str) else bytes(topic).decode("utf-8", "replace")

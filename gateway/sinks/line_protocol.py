@@ -50,7 +50,7 @@ def _measurement(metric: str) -> str:
 
 
 def encode(readings: Sequence[Reading]) -> bytes:
-    lines = []
+    lines: list[str] = []
     append = lines.append
     for r in readings:
         ts_ns = round(r.ts.timestamp() * 1_000_000) * 1000  # datetimes carry microseconds
