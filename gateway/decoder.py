@@ -41,19 +41,29 @@ def _path(text: str) -> tuple[Segment, ...]:
 
 
 class _Cond:
-    __slots__ = ("equals", "path", "present")
+    __slots__ = ("contains", "equals", "path", "present")
 
     def __init__(self, c: Condition) -> None:
         self.path = _path(c.path)
         self.present = c.present
+        self.contains = [t.casefold() for t in c.contains] if c.contains is not None else None
         values = [c.equals] if c.in_ is None else c.in_
-        self.equals = {normalize(v) for v in values} if c.present is None else set()
+        self.equals = {_hashable(normalize(v)) for v in values}
 
     def holds(self, doc: Any) -> bool:
         v = resolve(doc, self.path)
         if self.present is not None:
             return (v is not MISSING and v is not None) == self.present
-        return v is not MISSING and _hashable(normalize(v)) in self.equals
+        if v is MISSING:
+            return False
+        if self.contains is not None:
+            return _contains(v, self.contains)
+        return _hashable(normalize(v)) in self.equals
+
+
+def _contains(value: Any, needles: list[str]) -> bool:
+    """Text containing any of the (case-folded) needles."""
+    return isinstance(value, str) and any(n in value.casefold() for n in needles)
 
 
 def _hashable(v: Any) -> Any:
@@ -92,13 +102,16 @@ class _ReadingRule:
 
 
 class _EventRule:
-    __slots__ = ("above", "active", "below", "clear", "detail", "momentary", "path", "type", "unless", "when")
+    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "momentary", "path",
+                 "type", "unless", "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
         self.path = _path(spec.path)
         self.active = {_hashable(normalize(v)) for v in spec.active}
         self.clear = {_hashable(normalize(v)) for v in spec.clear}
+        self.active_text = [t.casefold() for t in spec.active_contains]
+        self.clear_text = [t.casefold() for t in spec.clear_contains]
         self.below, self.above = spec.below, spec.above
         self.momentary = spec.momentary
         self.when = _Cond(spec.when) if spec.when else None
@@ -120,9 +133,9 @@ class _EventRule:
             state = EventState.ACTIVE if hit else EventState.CLEAR
         else:
             v = _hashable(normalize(raw))
-            if v in self.active:
+            if v in self.active or (self.active_text and _contains(raw, self.active_text)):
                 state = EventState.ACTIVE
-            elif v in self.clear:
+            elif v in self.clear or (self.clear_text and _contains(raw, self.clear_text)):
                 state = EventState.CLEAR
         if state is None or (self.momentary and state is EventState.CLEAR):
             return None
@@ -193,12 +206,11 @@ class CompiledProfile:
 
     # -- selection ---------------------------------------------------------------------------------
     def accepts(self, doc: Any) -> bool:
-        """True when every ``requires`` path is present (used to choose among profiles of one topic)."""
-        for p in self.requires:
-            v = resolve(doc, p)
-            if v is MISSING or v is None:
-                return False
-        return True
+        """True when every ``requires`` key is present, even as null (an idle SOS button reports
+        ``"action": null``): used to choose among the profiles of one topic."""
+        if not self.spec.auto_select:
+            return False
+        return all(resolve(doc, p) is not MISSING for p in self.requires)
 
     def device_id(self, doc: Any, topic_vars: dict[str, str] | None) -> str:
         ids = self.spec.device_id

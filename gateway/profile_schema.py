@@ -32,20 +32,22 @@ def _check_path(v: str | None) -> str | None:
 
 
 class Condition(_Strict):
-    """Holds when the value at ``path`` is present (``present``), or equals one of ``in``."""
+    """Holds when the value at ``path`` is present (``present``), equals ``equals`` or one of ``in``,
+    or is text containing any of ``contains`` (platforms that only say it in words: "报警_251防区主机SOS")."""
 
     path: str
     equals: Any = None
     in_: list[Any] | None = Field(default=None, alias="in")
     present: bool | None = None
+    contains: list[str] | None = None
 
     _v = field_validator("path")(_check_path)
 
     @model_validator(mode="after")
     def _one_test(self) -> Condition:
-        tests = [self.equals is not None, self.in_ is not None, self.present is not None]
+        tests = [self.equals is not None, self.in_ is not None, self.present is not None, self.contains is not None]
         if sum(tests) != 1:
-            raise ValueError("a condition needs exactly one of: equals, in, present")
+            raise ValueError("a condition needs exactly one of: equals, in, present, contains")
         return self
 
 
@@ -110,14 +112,16 @@ class ReadingSpec(_Strict):
 
 
 class EventSpec(_Strict):
-    """Maps a field to an event. Values in ``active``/``clear`` (or a numeric ``below``/``above``
-    threshold) set the state; any other value (null, "", unknown codes) emits nothing.
-    ``momentary`` events (button presses) are active-only."""
+    """Maps a field to an event. Values in ``active``/``clear``, text containing one of
+    ``active_contains``/``clear_contains``, or a numeric ``below``/``above`` threshold set the state; any
+    other value (null, "", unknown codes) emits nothing. ``momentary`` events (presses) are active-only."""
 
     type: EventType
     path: str
     active: list[Any] = Field(default_factory=list)
     clear: list[Any] = Field(default_factory=list)
+    active_contains: list[str] = Field(default_factory=list)
+    clear_contains: list[str] = Field(default_factory=list)
     below: float | None = None
     above: float | None = None
     momentary: bool = False
@@ -136,10 +140,10 @@ class EventSpec(_Strict):
 
     @model_validator(mode="after")
     def _has_rule(self) -> EventSpec:
-        listed = bool(self.active or self.clear)
+        listed = bool(self.active or self.clear or self.active_contains or self.clear_contains)
         threshold = self.below is not None or self.above is not None
         if listed == threshold:
-            raise ValueError(f"event {self.type}: give either active/clear values or one of below/above")
+            raise ValueError(f"event {self.type}: give either active/clear values (or *_contains) or below/above")
         if self.below is not None and self.above is not None:
             raise ValueError(f"event {self.type}: below and above are exclusive")
         return self
@@ -155,6 +159,7 @@ class DeviceProfile(_Strict):
     topic: str | None = None
     requires: list[str] = Field(default_factory=list)
     priority: int = 0
+    auto_select: bool = True  # false: chosen only by the registry or --profile (a fridge probe looks like T/H)
     format: Literal["json", "text", "binary"] = "json"
     text_fallback: bool = False  # json profile that also accepts a bare string payload ("online")
     binary: BinarySpec | None = None
