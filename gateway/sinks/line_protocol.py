@@ -20,9 +20,11 @@ _meas_cache: dict[str, str] = {}
 
 
 def escape_tag(value: str) -> str:
-    # A trailing backslash would escape the separator that follows it; double it.
-    out = value.translate(_TAG)
-    return out + "\\" if out.endswith("\\") and not out.endswith("\\\\") else out
+    # InfluxDB 1.x cannot parse a tag value that ends in a backslash (it escapes the separator after
+    # it, and a doubled backslash is no escape there), so a trailing backslash becomes "/".
+    if value.endswith("\\"):
+        value = value.rstrip("\\") + "/"
+    return value.translate(_TAG)
 
 
 def escape_measurement(name: str) -> str:
