@@ -1,9 +1,10 @@
 """Ingest throughput: the gateway (decode + InfluxDB) against a bare MQTT client, same backlog, same run.
 
-Both consumers have a persistent session on a private mosquitto; the same N real-format messages are
+Three consumers have a persistent session on a private mosquitto; the same N real-format messages are
 queued for each while it is offline, then each drains its backlog alone (so they do not compete for the
-2 cores). Rates are messages per second from connect until the last message is received (bare client,
-QoS 1 auto-ack) or durable in InfluxDB and acknowledged (gateway). Prints both and the ratio.
+2 cores). Rates are messages per second from connect until the last message is received (bare clients,
+QoS 1 auto-ack: gmqtt, the library the gateway uses, and paho-mqtt, the reference client) or decoded,
+durable in InfluxDB and acknowledged (gateway). Prints the rates and the ratios.
 
     python -m bench.ingest_throughput [--messages 200000] [--devices 2000]
 """
@@ -11,6 +12,7 @@ QoS 1 auto-ack) or durable in InfluxDB and acknowledged (gateway). Prints both a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import tempfile
@@ -20,8 +22,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import gmqtt
 import paho.mqtt.client as mqtt
+from gmqtt.mqtt.constants import MQTTv50
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from anxin.config import Settings
 from gateway.service import Gateway
@@ -92,8 +98,10 @@ def publish_all(port: int, msgs: list[tuple[str, bytes]]) -> float:
     return elapsed
 
 
-class BareClient:
-    """The baseline: a paho client that only counts messages (QoS 1, automatic ack)."""
+class PahoBare:
+    """Baseline: a paho-mqtt client that only counts messages (QoS 1, automatic ack)."""
+
+    name = "bare paho-mqtt client"
 
     def __init__(self, port: int, client_id: str) -> None:
         self.port = port
@@ -114,14 +122,15 @@ class BareClient:
         if self.count == self.target:
             self.done.set()
 
-    def create_session(self) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        c = self._client()
+    def _props(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
-        c.connect("127.0.0.1", self.port, clean_start=True, properties=props)
+        props.ReceiveMaximum = 20000
+        return props
+
+    def create_session(self) -> None:
+        c = self._client()
+        c.connect("127.0.0.1", self.port, clean_start=True, properties=self._props())
         c.loop_start()
         c.subscribe([(t, 1) for t in TOPICS])
         assert self.subscribed.wait(10)
@@ -129,23 +138,57 @@ class BareClient:
         c.loop_stop()
 
     def drain(self, n: int) -> float:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
         self.target = n
         c = self._client()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600
-        props.ReceiveMaximum = 20000
         t0 = time.perf_counter()
-        c.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        c.connect("127.0.0.1", self.port, clean_start=False, properties=self._props())
         c.loop_start()
         if not self.done.wait(600):
-            raise RuntimeError(f"bare client got {self.count}/{n}")
+            raise RuntimeError(f"bare paho client got {self.count}/{n}")
         elapsed = time.perf_counter() - t0
         c.disconnect()
         c.loop_stop()
         return elapsed
+
+
+class GmqttBare:
+    """Baseline: a gmqtt client (the library the gateway uses) that only counts messages."""
+
+    name = "bare gmqtt client"
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.port = port
+        self.client_id = client_id
+
+    async def _run(self, n: int | None) -> float:
+        done = asyncio.Event()
+        count = 0
+
+        def on_message(*_: Any) -> int:
+            nonlocal count
+            count += 1
+            if count == n:
+                done.set()
+            return 0
+
+        c = gmqtt.Client(self.client_id, clean_session=False, session_expiry_interval=3600, receive_maximum=20000)
+        c.on_message = on_message
+        t0 = time.perf_counter()
+        await c.connect("127.0.0.1", self.port, version=MQTTv50)
+        if n is None:
+            c.subscribe([gmqtt.Subscription(t, qos=1) for t in TOPICS])
+            await asyncio.sleep(0.5)
+        else:
+            await asyncio.wait_for(done.wait(), 600)
+        elapsed = time.perf_counter() - t0
+        await c.disconnect()
+        return elapsed
+
+    def create_session(self) -> None:
+        asyncio.run(self._run(None))
+
+    def drain(self, n: int) -> float:
+        return asyncio.run(self._run(n))
 
 
 def gateway_settings(work: Path, mqtt_port: int, influx_url: str, client_id: str) -> Settings:
@@ -168,8 +211,10 @@ def main() -> None:
         mosq = MosquittoServer(work / "mosquitto").start()
         influx = InfluxServer(work / "influx").start()
         try:
-            bare = BareClient(mosq.port, "bench-bare")
-            bare.create_session()
+            bares: list[GmqttBare | PahoBare] = [GmqttBare(mosq.port, "bench-bare-gmqtt"),
+                                                PahoBare(mosq.port, "bench-bare-paho")]
+            for bare in bares:
+                bare.create_session()
             settings = gateway_settings(work, mosq.port, influx.url, "bench-gateway")
             gw = Gateway(settings)
             from gateway.registry import import_registry
@@ -183,8 +228,7 @@ def main() -> None:
             pub_s = publish_all(mosq.port, msgs)
             print(f"queued {n} messages for each consumer in {pub_s:.1f}s ({n / pub_s:,.0f} msg/s publish)")
 
-            bare_s = bare.drain(n)
-            bare_rate = n / bare_s
+            bare_rates = {b.name: n / b.drain(n) for b in bares}
 
             gw = Gateway(settings)
             t0 = time.perf_counter()
@@ -202,10 +246,10 @@ def main() -> None:
         finally:
             influx.stop()
             mosq.stop()
-    print(f"bare MQTT client : {bare_rate:>10,.0f} msg/s  ({n} messages in {bare_s:.2f}s)")
-    print(f"anxin gateway    : {gw_rate:>10,.0f} msg/s  ({n} messages in {gw_s:.2f}s, "
-          f"{expected_points / gw_s:,.0f} points/s into InfluxDB)")
-    print(f"ratio            : {gw_rate / bare_rate:.0%} of the bare client")
+    print(f"{'anxin gateway':24}: {gw_rate:>9,.0f} msg/s  ({n} messages decoded and durable in InfluxDB in "
+          f"{gw_s:.2f}s, {expected_points / gw_s:,.0f} points/s)")
+    for name, rate in bare_rates.items():
+        print(f"{name:24}: {rate:>9,.0f} msg/s  -> gateway at {gw_rate / rate:.0%} of it")
     print(f"points in InfluxDB: {stored} of {expected_points} expected; dead letters: {dead:g}")
 
 

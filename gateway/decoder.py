@@ -162,26 +162,45 @@ class CompiledProfile:
         self.events = [_EventRule(e) for e in spec.events]
 
     # -- parsing -----------------------------------------------------------------------------------
-    def parse(self, payload: bytes, raw_bytes: bool = False) -> Any:
-        """Payload -> document the paths resolve against. ``raw_bytes``: payload is the codec's input
-        itself (raw LoRaWAN frame) even when the profile normally receives it inside an envelope."""
-        if self.codec is not None and (raw_bytes or self.spec.format == "binary"):
-            return {"decoded": self._run_codec(payload)}
-        if raw_bytes:
-            raise DecodeError(f"profile {self.name} has no binary codec for raw bytes")
-        if self.spec.format == "text":
+    # Two stages, so profiles sharing a topic share the first: ``envelope`` (the payload as JSON, text
+    # or bytes; the device id is read from it) and ``complete`` (this profile's binary codec, if any).
+    @property
+    def envelope_kind(self) -> tuple[str, bool]:
+        return self.spec.format, self.spec.text_fallback
+
+    def envelope(self, payload: bytes) -> Any:
+        fmt = self.spec.format
+        if fmt == "binary":
+            return payload
+        if fmt == "text":
             return _text(payload)
         try:
-            doc = orjson.loads(payload)
+            return orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             if self.spec.text_fallback:
                 return _text(payload)
             raise DecodeError(f"malformed JSON: {exc}") from None
-        if self.binary_path is not None:
-            if not isinstance(doc, dict):
-                raise DecodeError("expected a JSON object around the binary payload")
-            doc["decoded"] = self._run_codec(self._extract_bytes(doc))
+
+    def complete(self, envelope: Any) -> Any:
+        """The document paths resolve against: the envelope plus the codec's fields under ``decoded``."""
+        if self.codec is None:
+            return envelope
+        if self.spec.format == "binary":
+            return {"decoded": self._run_codec(envelope)}
+        if not isinstance(envelope, dict):
+            raise DecodeError("expected a JSON object around the binary payload")
+        doc = dict(envelope)  # shallow copy: other profiles may complete the same envelope
+        doc["decoded"] = self._run_codec(self._extract_bytes(envelope))
         return doc
+
+    def parse(self, payload: bytes, raw_bytes: bool = False) -> Any:
+        """Payload -> document. ``raw_bytes``: the payload is the codec's input itself (a raw LoRaWAN
+        frame) even when the profile normally receives it inside an envelope."""
+        if raw_bytes:
+            if self.codec is None:
+                raise DecodeError(f"profile {self.name} has no binary codec for raw bytes")
+            return {"decoded": self._run_codec(payload)}
+        return self.complete(self.envelope(payload))
 
     def _extract_bytes(self, doc: Any) -> bytes:
         assert self.spec.binary is not None and self.binary_path is not None

@@ -118,31 +118,34 @@ class ProfileSet:
         if not cands:
             raise NoProfileError(f"no profile matches topic {topic!r}")
         errors: list[str] = []
-        parsed: dict[tuple[str, str | None], Any] = {}
-        fallback: Match | None = None
+        envelopes: dict[tuple[str, bool], Any] = {}
+        ready: list[tuple[CompiledProfile, Any, str]] = []
         for p, vars_ in cands:
-            key = (p.spec.format, p.spec.binary.codec if p.spec.binary else None)
-            if key not in parsed:
+            kind = p.envelope_kind
+            if kind not in envelopes:
                 try:
-                    parsed[key] = p.parse(payload, raw_bytes)
+                    envelopes[kind] = {"decoded": None} if raw_bytes else p.envelope(payload)
                 except DecodeError as exc:
-                    parsed[key] = exc
-            doc = parsed[key]
+                    envelopes[kind] = exc
+            env = envelopes[kind]
             try:
-                if isinstance(doc, DecodeError):
-                    raise doc
-                dev = p.device_id(doc, vars_)
+                if isinstance(env, DecodeError):
+                    raise env
+                dev = p.device_id(env, vars_)
+                if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
+                    return Match(p, p.parse(payload, True) if raw_bytes else p.complete(env), dev)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")
                 continue
-            if assigned is not None and assigned.get(dev) == p.name:
+            ready.append((p, env, dev))
+        for p, env, dev in ready:
+            try:
+                doc = p.parse(payload, True) if raw_bytes else p.complete(env)
+            except DecodeError as exc:
+                errors.append(f"{p.name}: {exc}")
+                continue
+            if p.accepts(doc):
                 return Match(p, doc, dev)
-            if fallback is None and p.accepts(doc):
-                fallback = Match(p, doc, dev)
-                if not assigned:
-                    break
-        if fallback is not None:
-            return fallback
         if errors:
             raise DecodeError("; ".join(errors))
         raise NoProfileError(

@@ -76,9 +76,9 @@ def test_outage_spools_in_order_and_replays_everything(tmp_path: Path, influx: I
         sink.write(readings(100, start=200))
         assert sink.spool_segments == 2 and sink.batches_spooled == 2
         influx.start()
-        sink.write(readings(100, start=300))  # behind the spool, keeps order
+        sink.write(readings(100, start=300))  # behind the spool if it is not drained yet: keeps order
         wait_for(lambda: sink.spool_segments == 0, timeout=30, what="replay")
-        assert sink.batches_replayed == 3
+        assert sink.batches_replayed in (2, 3)
     finally:
         sink.close()
     rows = influx.query("anxin", "SELECT count(value) FROM temperature")
