@@ -22,6 +22,7 @@ from gateway.profile_schema import Condition, DeviceProfile, EventSpec, ReadingS
 from gateway.timestamps import parse_timestamp, trusted
 from gateway.topics import TopicTemplate, compile_template
 from gateway.values import Converter, canonical_unit_name, converter, normalize, to_number
+from gateway.values import identity as _identity
 
 
 class DecodeError(ValueError):
@@ -71,7 +72,7 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "metric", "offset", "path", "scale", "unit_map", "unit_path", "unless", "when")
+    __slots__ = ("convert", "metric", "offset", "path", "plain", "scale", "unit_map", "unit_path", "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
@@ -85,8 +86,13 @@ class _ReadingRule:
         }
         self.when = _Cond(spec.when) if spec.when else None
         self.unless = _Cond(spec.unless) if spec.unless else None
+        # Most readings are a plain number at a path: skip the general machinery for them.
+        self.plain = (self.when is None and self.unless is None and self.unit_path is None
+                      and self.convert is _identity and self.scale == 1.0 and self.offset == 0.0)
 
     def value(self, doc: Any) -> float | None:
+        if self.plain:
+            return to_number(resolve(doc, self.path))
         if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
             return None
         num = to_number(resolve(doc, self.path))
@@ -245,7 +251,7 @@ class CompiledProfile:
         return str(value)
 
     # -- decoding ----------------------------------------------------------------------------------
-    def decode(self, doc: Any, device_id: str, received_at: datetime) -> Decoded:
+    def decode(self, doc: Any, device_id: str, received_at: datetime, institution_id: str | None = None) -> Decoded:
         ts = received_at
         if self.ts_path is not None:
             ts = trusted(parse_timestamp(resolve(doc, self.ts_path), self.ts_format, self.ts_zone), received_at)
@@ -255,7 +261,7 @@ class CompiledProfile:
         for r in self.readings:
             v = r.value(doc)
             if v is not None:
-                out.readings.append(Reading(device_id, r.metric, v, ts))
+                out.readings.append(Reading(device_id, r.metric, v, ts, institution_id))
         for e in self.events:
             hit = e.state(doc)
             if hit is not None:
@@ -265,7 +271,7 @@ class CompiledProfile:
                     dv = resolve(doc, p)
                     if dv is not MISSING:
                         detail[key] = dv
-                out.events.append(Event(device_id, e.type, state, ts, detail=detail))
+                out.events.append(Event(device_id, e.type, state, ts, institution_id, detail))
         return out
 
 

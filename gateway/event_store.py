@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from anxin.db import EventRecord
 from anxin.metrics import Metrics
-from anxin.model import Event, EventState
+from anxin.model import Event, EventState, EventType
 from gateway.db_writer import PRIORITY_EVENT, DbWriter
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class EventStore:
     def __init__(self, writer: DbWriter, metrics: Metrics) -> None:
         self._writer = writer
         self._metrics = metrics
-        self._last: dict[tuple[str, str], EventState] = {}
+        self._last: dict[tuple[str, EventType], EventState] = {}
         self._lock = threading.Lock()  # submitters: the MQTT thread and HTTP worker threads
         self.listeners: list[Listener] = []
 
@@ -38,11 +38,11 @@ class EventStore:
         keep: list[Event] = []
         with self._lock:
             for e in events:
-                key = (e.device_id, e.type.value)
-                last = self._last.get(key)
-                self._last[key] = e.state
-                if e.state is EventState.CLEAR and last is EventState.CLEAR:
+                key = (e.device_id, e.type)
+                state = e.state
+                if state is EventState.CLEAR and self._last.get(key) is EventState.CLEAR:
                     continue
+                self._last[key] = state
                 keep.append(e)
         return keep
 

@@ -59,12 +59,12 @@ def resolve(doc: Any, path: tuple[Segment, ...]) -> Any:
     """Value at ``path`` or ``MISSING`` when any step is absent (None is a present value)."""
     cur = doc
     for seg in path:
-        if isinstance(seg, int):
-            if isinstance(cur, list) and -len(cur) <= seg < len(cur):
+        if type(seg) is int:
+            if type(cur) is list and -len(cur) <= seg < len(cur):
                 cur = cur[seg]
                 continue
             return _MISSING
-        if isinstance(cur, dict):
+        if type(cur) is dict:
             cur = cur.get(seg, _MISSING)
             if cur is _MISSING:
                 return _MISSING

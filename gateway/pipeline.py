@@ -103,7 +103,8 @@ class Pipeline:
         origin = f"{source}:{topic}"
         try:
             m = self.profiles.match(topic, payload, profile=profile, assigned=self.registry.assigned)
-            decoded = m.profile.decode(m.doc, m.device_id, received_at)
+            info = self.registry.lookup(m.device_id)
+            decoded = m.profile.decode(m.doc, m.device_id, received_at, info.institution_id if info else None)
         except NoProfileError as exc:
             rejected = Rejected("no_profile", str(exc))
         except DecodeError as exc:
@@ -113,8 +114,10 @@ class Pipeline:
             rejected = Rejected("internal_error", f"internal error: {exc!r}")
         else:
             if self.duplicate_window_s > 0:
-                alarm = any(e.state is EventState.ACTIVE for e in decoded.events)
+                alarm = bool(decoded.events) and any(e.state is EventState.ACTIVE for e in decoded.events)
                 self._last[topic] = (payload, time.monotonic(), alarm)
+            if info is None:
+                self.metrics.inc("anxin_unregistered_messages_total")
             return self._route(decoded, origin, received_at, ack)
         self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, ack)
         return rejected
@@ -133,15 +136,6 @@ class Pipeline:
 
     def _route(self, decoded: Decoded, origin: str, received_at: datetime, ack: Ack) -> Decoded:
         self.metrics.inc("anxin_messages_total", profile=decoded.profile)
-        info = self.registry.lookup(decoded.device_id)
-        if info is None:
-            self.metrics.inc("anxin_unregistered_messages_total")
-        elif info.institution_id is not None:
-            inst = info.institution_id
-            for r in decoded.readings:
-                r.institution_id = inst
-            for e in decoded.events:
-                e.institution_id = inst
         if decoded.events and decoded.readings:
             ack = _AckAfter(2, ack)
         if decoded.events:

@@ -73,6 +73,8 @@ class ProfileSet:
             key=lambda p: (-p.spec.priority, -len(p.requires), p.name),
         )
         self._topic_cache: dict[str, list[tuple[CompiledProfile, dict[str, str]]]] = {}
+        # topic -> (registry snapshot, profile, device id) for devices whose id is in the topic
+        self._assigned_cache: dict[str, tuple[Mapping[str, str], CompiledProfile, str]] = {}
 
     def subscriptions(self) -> list[str]:
         subs = {p.topic.subscription for p in self._mqtt if p.topic is not None}
@@ -114,6 +116,11 @@ class ProfileSet:
             vars_ = p.topic.match(topic) if p.topic is not None else None
             doc = p.parse(payload, raw_bytes)
             return Match(p, doc, p.device_id(doc, vars_))
+        if assigned and not raw_bytes:
+            hit = self._assigned_cache.get(topic)
+            if hit is not None and hit[0] is assigned:  # same registry snapshot: skip the search
+                p, dev = hit[1], hit[2]
+                return Match(p, p.complete(p.envelope(payload)), dev)
         cands = self.candidates(topic)
         if not cands:
             raise NoProfileError(f"no profile matches topic {topic!r}")
@@ -133,6 +140,10 @@ class ProfileSet:
                     raise env
                 dev = p.device_id(env, vars_)
                 if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
+                    if p.spec.device_id.topic is not None:
+                        if len(self._assigned_cache) > 100_000:
+                            self._assigned_cache.clear()
+                        self._assigned_cache[topic] = (assigned, p, dev)
                     return Match(p, p.parse(payload, True) if raw_bytes else p.complete(env), dev)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")

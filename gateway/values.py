@@ -12,6 +12,11 @@ _FALSE = frozenset({"false"})
 
 def to_number(value: Any) -> float | None:
     """A finite float from a number or numeric string; None for null, bools, text and NaN."""
+    kind = type(value)
+    if kind is float:  # the common case first: JSON numbers (orjson gives exact types)
+        return value if math.isfinite(value) else None
+    if kind is int:
+        return float(value)
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -76,9 +81,9 @@ def converter(source: str, target: str) -> Converter | None:
     """Function converting ``source`` to ``target``; None when no conversion is known."""
     source, target = canonical_unit_name(source), canonical_unit_name(target)
     if source == target:
-        return _identity
+        return identity
     return _CONVERSIONS.get((source, target))
 
 
-def _identity(v: float) -> float:
+def identity(v: float) -> float:
     return v
