@@ -94,6 +94,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     from gateway.registry import import_registry
     from gateway.service import Gateway
     from gateway.simulator import Simulator
+    from gateway.workers import start_extra_workers, stop_workers
 
     settings = Settings(**gateway_settings_overrides)  # type: ignore[arg-type]
     broker = None
@@ -105,6 +106,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
         import_registry(gw.sessions, yaml.safe_load(registry_file.read_text(encoding="utf-8")))
         gw.registry.refresh()
     gw.start()
+    workers = start_extra_workers(settings)
     sim = None
     if simulate:
         sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)
@@ -119,6 +121,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     finally:
         if sim is not None:
             sim.stop()
+        stop_workers(workers)
         gw.stop()
         if broker is not None:
             broker.stop()

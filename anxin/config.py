@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     mqtt_shared_group: str = "anxin"  # "" subscribes without $share (brokers that lack it)
     mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
     mqtt_session_expiry_s: int = 7 * 24 * 3600
+    mqtt_workers: int = Field(default=1, ge=1, le=64)  # ingest processes on this host (shared group)
 
     # Telemetry.
     telemetry_sink: Literal["influx", "sqlite"] = "influx"

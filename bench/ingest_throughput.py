@@ -1,12 +1,14 @@
 """Ingest throughput: the gateway (decode + InfluxDB) against a bare MQTT client, same backlog, same run.
 
-Three consumers have a persistent session on a private mosquitto; the same N real-format messages are
+Each consumer has a persistent session on a private mosquitto; the same N real-format messages are
 queued for each while it is offline, then each drains its backlog alone (so they do not compete for the
-2 cores). Rates are messages per second from connect until the last message is received (bare clients,
-QoS 1 auto-ack: gmqtt, the library the gateway uses, and paho-mqtt, the reference client) or decoded,
-durable in InfluxDB and acknowledged (gateway). Prints the rates and the ratios.
+2 cores). The gateway runs twice: one process, and one per core (extra ingest workers in the same
+shared subscription group, as deployed with ANXIN_MQTT_WORKERS). Rates are messages per second from
+connect until the last message is received (bare clients, QoS 1 auto-ack: gmqtt, the library the
+gateway uses, and paho-mqtt, the reference client) or decoded and stored (gateway: every message's
+points queryable in InfluxDB, acknowledged after that). Prints the rates and the ratios.
 
-    python -m bench.ingest_throughput [--messages 200000] [--devices 2000]
+    python -m bench.ingest_throughput [--messages 200000] [--devices 2000] [--workers 2]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import threading
@@ -30,8 +33,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from anxin.config import Settings
+from anxin.db import init_db, make_engine
+from gateway.registry import import_registry
 from gateway.service import Gateway
 from gateway.simulator import chirpstack_uplink, em300_th_frame
+from gateway.workers import start_extra_workers, stop_workers
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 
@@ -191,18 +197,64 @@ class GmqttBare:
         return asyncio.run(self._run(n))
 
 
-def gateway_settings(work: Path, mqtt_port: int, influx_url: str, client_id: str) -> Settings:
+def gateway_settings(work: Path, mqtt_port: int, influx_url: str, name: str, workers: int) -> Settings:
     return Settings(
-        database_url=f"sqlite:///{work}/anxin.db", mqtt_port=mqtt_port, mqtt_client_id=client_id,
-        mqtt_shared_group="", influx_url=influx_url, influx_database="bench", spool_dir=work / "spool",
-        batch_size=5000, flush_interval_s=0.2,
+        database_url=f"sqlite:///{work}/{name}.db", mqtt_port=mqtt_port, mqtt_client_id=name,
+        mqtt_shared_group=name, mqtt_workers=workers, influx_url=influx_url, influx_database=name,
+        spool_dir=work / f"spool-{name}", batch_size=5000, flush_interval_s=0.2,
     )
+
+
+class GatewayRun:
+    """The gateway as deployed: the main process plus ``workers - 1`` extra ingest processes."""
+
+    def __init__(self, settings: Settings, devices: int) -> None:
+        self.settings = settings
+        engine = make_engine(settings.database_url)
+        import_registry(init_db(engine), registry(devices))
+        engine.dispose()
+
+    def start(self) -> tuple[Gateway, list[Any]]:
+        gw = Gateway(self.settings)
+        gw.start()
+        return gw, start_extra_workers(self.settings)
+
+    def create_sessions(self) -> None:
+        gw, workers = self.start()
+        assert gw.mqtt.subscribed.wait(10)
+        time.sleep(3 if workers else 0)  # workers are separate processes: give them time to subscribe
+        stop_workers(workers)
+        gw.stop()
+
+    def drain(self, influx: InfluxServer, n: int) -> float:
+        """Seconds from start until all n messages are points in InfluxDB."""
+        t0 = time.perf_counter()
+        gw, workers = self.start()
+        try:
+            while stored_messages(influx, self.settings.influx_database) < n:
+                if time.perf_counter() - t0 > 600:
+                    raise RuntimeError("gateway did not finish in 600 s")
+                time.sleep(0.2)
+            return time.perf_counter() - t0
+        finally:
+            stop_workers(workers)
+            gw.stop()
+
+
+def stored_messages(influx: InfluxServer, db: str) -> int:
+    # every message of the workload carries exactly one temperature reading
+    try:
+        rows = influx.query(db, "SELECT count(value) FROM temperature")
+    except RuntimeError:  # database not created yet
+        return 0
+    return int(rows[0]["count"]) if rows else 0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="ingest processes of the multi run")
     args = ap.parse_args()
     n = args.messages
     msgs, expected_points = workload(n, args.devices)
@@ -213,50 +265,33 @@ def main() -> None:
         try:
             bares: list[GmqttBare | PahoBare] = [GmqttBare(mosq.port, "bench-bare-gmqtt"),
                                                 PahoBare(mosq.port, "bench-bare-paho")]
-            for bare in bares:
-                bare.create_session()
-            settings = gateway_settings(work, mosq.port, influx.url, "bench-gateway")
-            gw = Gateway(settings)
-            from gateway.registry import import_registry
-
-            import_registry(gw.sessions, registry(args.devices))
-            gw.registry.refresh()
-            gw.start()
-            assert gw.mqtt.subscribed.wait(10)
-            gw.stop()  # the persistent session now queues for the gateway too
+            runs = {f"anxin gateway, {w} process{'es' if w > 1 else ''}":
+                    GatewayRun(gateway_settings(work, mosq.port, influx.url, f"gw{w}", w), args.devices)
+                    for w in sorted({1, args.workers})}
+            for consumer in [*bares, *runs.values()]:
+                consumer.create_sessions() if isinstance(consumer, GatewayRun) else consumer.create_session()
 
             pub_s = publish_all(mosq.port, msgs)
-            print(f"queued {n} messages for each consumer in {pub_s:.1f}s ({n / pub_s:,.0f} msg/s publish)")
+            print(f"queued {n:,} messages for each consumer in {pub_s:.1f}s")
 
             bare_rates = {b.name: n / b.drain(n) for b in bares}
-
-            gw = Gateway(settings)
-            t0 = time.perf_counter()
-            gw.start()
-            while gw.metrics.get("anxin_readings_total") < expected_points:
-                time.sleep(0.01)
-                if time.perf_counter() - t0 > 600:
-                    raise RuntimeError("gateway did not finish in 600 s")
-            assert gw.drain(60)
-            gw_s = time.perf_counter() - t0
-            gw_rate = n / gw_s
-            dead = sum(v for (name, _), v in gw.metrics._counters.items() if name == "anxin_dead_letters_total")
-            gw.stop()
-            stored = influx_points(influx)
+            gw_rates = {name: n / run.drain(influx, n) for name, run in runs.items()}
+            stored = {name: influx_points(influx, run.settings.influx_database) for name, run in runs.items()}
         finally:
             influx.stop()
             mosq.stop()
-    print(f"{'anxin gateway':24}: {gw_rate:>9,.0f} msg/s  ({n} messages decoded and durable in InfluxDB in "
-          f"{gw_s:.2f}s, {expected_points / gw_s:,.0f} points/s)")
+    for name, rate in gw_rates.items():
+        ratios = ", ".join(f"{rate / b:.0%} of the {bn}" for bn, b in bare_rates.items())
+        print(f"{name:30}: {rate:>9,.0f} msg/s, {rate * expected_points / n:>9,.0f} points/s ({ratios}); "
+              f"points stored {stored[name]:,} of {expected_points:,}")
     for name, rate in bare_rates.items():
-        print(f"{name:24}: {rate:>9,.0f} msg/s  -> gateway at {gw_rate / rate:.0%} of it")
-    print(f"points in InfluxDB: {stored} of {expected_points} expected; dead letters: {dead:g}")
+        print(f"{name:30}: {rate:>9,.0f} msg/s")
 
 
-def influx_points(influx: InfluxServer) -> int:
+def influx_points(influx: InfluxServer, db: str) -> int:
     total = 0
     for metric in ("temperature", "humidity", "battery", "linkquality", "co2", "hcho", "tvoc_ppb", "rssi", "snr"):
-        rows = influx.query("bench", f"SELECT count(value) FROM {metric}")
+        rows = influx.query(db, f"SELECT count(value) FROM {metric}")
         total += int(rows[0]["count"]) if rows else 0
     return total
 

@@ -1,0 +1,65 @@
+"""Extra MQTT ingest processes, so one gateway host uses all its cores.
+
+Python runs one thread at a time per process; decoding at tens of thousands of messages per second
+fills one core. Each extra worker is a full gateway process (own MQTT session in the same shared
+subscription group, own spool directory) started beside the main one, which also serves HTTP.
+The broker spreads the messages; every worker acknowledges only what it made durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from anxin.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    if index == 0:
+        return settings
+    return settings.model_copy(update={
+        "mqtt_client_id": f"{settings.mqtt_client_id}-w{index}",
+        "spool_dir": settings.spool_dir / f"worker-{index}",
+    })
+
+
+def start_extra_workers(settings: Settings) -> list[BaseProcess]:
+    """Start workers 1..N-1 (the caller's process is worker 0)."""
+    if settings.mqtt_workers > 1 and not settings.mqtt_shared_group:
+        raise ValueError("several MQTT workers need a shared subscription group (ANXIN_MQTT_SHARED_GROUP)")
+    ctx = multiprocessing.get_context("spawn")  # no fork: threads and sockets do not survive it
+    procs: list[BaseProcess] = []
+    for index in range(1, settings.mqtt_workers):
+        proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index), name=f"anxin-worker-{index}",
+                           daemon=True)
+        proc.start()
+        procs.append(proc)
+    return procs
+
+
+def stop_workers(procs: list[BaseProcess], timeout: float = 30.0) -> None:
+    for proc in procs:
+        proc.terminate()  # SIGTERM: the worker drains, acknowledges and disconnects
+    for proc in procs:
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+
+
+def _worker_main(settings_data: dict[str, Any], index: int) -> None:
+    from gateway.service import Gateway
+
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    gateway = Gateway(worker_settings(Settings.model_validate(settings_data), index))
+    gateway.start()
+    stop.wait()
+    gateway.stop()
