@@ -81,6 +81,8 @@ class DbWriter:
             return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
+        if not self._thread.is_alive():
+            return
         self.wait_idle(timeout)
         self._stopping = True
         self._queue.put(_Item(_STOP, next(self._seq), lambda s: None, None, dict))

@@ -65,6 +65,8 @@ class TelemetryBatcher:
                                        max(0.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 30.0) -> None:
+        if not self._thread.is_alive():
+            return
         self.flush(timeout)
         with self._cond:
             self._stopping = True

@@ -1,0 +1,50 @@
+"""Several ingest processes in one shared subscription group: every message stored exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.workers import start_extra_workers, stop_workers
+from tests.harness import REGISTRY, Publisher, gateway_settings, running_gateway, wait_for
+from tests.servers.mosquitto import MosquittoServer
+
+
+def _stored(path: Path) -> list[tuple[str, float]]:
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as conn:
+        try:
+            return conn.execute("SELECT device_id, value FROM readings WHERE metric='battery'").fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=mosquitto.port, telemetry_sink="sqlite",
+                                mqtt_shared_group="anxin-test", mqtt_workers=2, duplicate_window_s=0)
+    n = 400
+    with running_gateway(settings, registry=REGISTRY) as gw:
+        workers = start_extra_workers(settings)
+        try:
+            wait_for(lambda: all(w.is_alive() for w in workers), what="worker start")
+            time.sleep(3)  # the worker process subscribes on its own
+            with Publisher(mosquitto.port) as pub:
+                for i in range(n):
+                    pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":%d}' % (i % 100))
+            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= n, timeout=30, what="all stored")
+            handled_here = gw.metrics.get("anxin_messages_total", profile="zigbee2mqtt-smoke")
+        finally:
+            stop_workers(workers)
+    rows = _stored(settings.sqlite_telemetry_path)
+    assert sorted(rows) == sorted((f"dev-{i}", float(i % 100)) for i in range(n))
+    assert 0 < handled_here < n  # the broker spread the messages over both processes
+
+
+def test_workers_need_a_shared_group(tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=1, mqtt_shared_group="", mqtt_workers=2)
+    with pytest.raises(ValueError, match="shared subscription group"):
+        start_extra_workers(settings)
