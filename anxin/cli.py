@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from anxin.logging_setup import setup_logging
 from anxin.model import Event, Reading
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, NoProfileError, ProfileError, ProfileSet, load_profiles
@@ -197,10 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("transitions", "amqtt", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args))
 
 

@@ -16,6 +16,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from anxin.config import Settings
+from anxin.logging_setup import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def stop_workers(procs: list[BaseProcess], timeout: float = 30.0) -> None:
 def _worker_main(settings_data: dict[str, Any], index: int) -> None:
     from gateway.service import Gateway
 
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s")
+    setup_logging(tag=f"worker-{index} ")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
