@@ -151,34 +151,19 @@ _AM319: Table = {
 _AM307: Table = dict(_AM_COMMON)
 
 
-@codec("milesight_ws101")
-def ws101(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _WS101, "WS101")
+def _register_tlv(name: str, model: str, table: Table) -> None:
+    def decode(data: bytes) -> dict[str, Any]:
+        return walk_tlv(data, table, model)
+
+    codec(name)(decode)
 
 
-@codec("milesight_ws303")
-def ws303(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _WS303, "WS303")
-
-
-@codec("milesight_gs101")
-def gs101(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _GS101, "GS101")
-
-
-@codec("milesight_em300_th")
-def em300_th(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _EM300_TH, "EM300-TH")
-
-
-@codec("milesight_am319")
-def am319(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _AM319, "AM319")
-
-
-@codec("milesight_am307")
-def am307(data: bytes) -> dict[str, Any]:
-    return walk_tlv(data, _AM307, "AM307")
+for _name, _model, _table in [
+    ("milesight_ws101", "WS101", _WS101), ("milesight_ws303", "WS303", _WS303), ("milesight_gs101", "GS101", _GS101),
+    ("milesight_em300_th", "EM300-TH", _EM300_TH), ("milesight_am319", "AM319", _AM319),
+    ("milesight_am307", "AM307", _AM307),
+]:
+    _register_tlv(_name, _model, _table)
 
 
 _GS524N_EVENTS = {

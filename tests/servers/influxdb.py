@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
@@ -70,14 +70,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         raise TimeoutError("influxd did not answer /ping")
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
+        stop_process(self._proc)
+        self._proc = None
 
     def query(self, db: str, q: str) -> list[dict[str, Any]]:
         """Rows of the first series of an InfluxQL query, as dicts keyed by column."""
