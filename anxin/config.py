@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from alerting.routing import DEFAULT_ROUTES
 from gateway.profiles import DEFAULT_PROFILE_DIR
 
 
@@ -42,6 +43,22 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=5000, ge=1)
     flush_interval_s: float = Field(default=0.5, gt=0)
     duplicate_window_s: float = Field(default=2.0, ge=0)  # skip byte-identical repeats (never alarms)
+
+    # Alerting.
+    alerting_enabled: bool = True
+    alerting_routes: Path = DEFAULT_ROUTES
+    alerting_secret: str = "change-me"  # signs acknowledge links: set a long random value
+    alerting_instance_id: str = "anxin-1"  # who claimed an escalation step (several gateways share a DB)
+    alerting_tick_s: float = Field(default=0.2, gt=0)
+    alerting_delivery_attempts: int = Field(default=3, ge=1)
+    alerting_retry_backoff_s: float = Field(default=0.5, ge=0)
+    public_url: str = "http://127.0.0.1:8080"  # base of acknowledge links in messages
+    smtp_host: str | None = None  # email channel, when set
+    smtp_port: int = 25
+    smtp_sender: str = "anxin@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
 
     # HTTP (platform pushes, /metrics, /healthz).
     http_host: str = "127.0.0.1"

@@ -133,5 +133,7 @@ def migrate(engine: Engine) -> None:
 
 
 def init_db(engine: Engine) -> sessionmaker[Any]:
+    import alerting.models  # noqa: F401  (its tables belong to the same schema)
+
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)

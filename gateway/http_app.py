@@ -10,9 +10,11 @@ import hmac
 import threading
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from alerting.ack_links import BadLink, verify_token
+from alerting.engine import TransitionError
 from gateway.pipeline import Duplicate, Rejected
 from gateway.service import Gateway
 
@@ -31,6 +33,22 @@ def create_app(gateway: Gateway) -> FastAPI:
             "profiles": len(gateway.profiles.by_name),
             "devices": len(gateway.registry),
         }
+
+    @app.get("/ack/{token}", response_class=HTMLResponse)
+    def acknowledge(token: str) -> str:
+        """The link in every notification: one click acknowledges and stops the escalation."""
+        if gateway.alerting is None:
+            raise HTTPException(404, "alerting is disabled")
+        try:
+            incident_id, contact_id = verify_token(gateway.settings.alerting_secret.encode(), token)
+        except BadLink as exc:
+            raise HTTPException(403, f"链接无效 / invalid link: {exc}") from None
+        try:
+            gateway.alerting.acknowledge(incident_id, actor=f"contact:{contact_id}", channel="link")
+            text = "已确认收到，升级通知已停止。 / Acknowledged: escalation stopped."
+        except TransitionError as exc:
+            text = f"该事件已由他人处理。 / Already handled: {exc}"
+        return f"<!doctype html><meta charset=utf-8><title>安心 Anxin</title><p>事件 {incident_id}: {text}</p>"
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

@@ -9,7 +9,9 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,7 +70,10 @@ class Registry:
 
 
 def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) -> tuple[int, int]:
-    """Upsert ``{"institutions": [...], "devices": [...]}``; returns (institutions, devices) counts."""
+    """Upsert ``{"institutions": [...], "devices": [...], "contacts": [...], "drills": [...]}``;
+    returns the (institutions, devices) counts."""
+    from alerting.models import Contact, DrillWindow
+
     insts = list(data.get("institutions") or [])
     devs = list(data.get("devices") or [])
     with sessions.begin() as s:
@@ -79,4 +84,17 @@ def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) ->
         for d in devs:
             s.merge(Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
                            name=d.get("name", ""), room=d.get("room", "")))
+        for c in data.get("contacts") or []:
+            s.merge(Contact(id=str(c["id"]), role=c["role"], name=c.get("name", ""),
+                            institution_id=c.get("institution"), district=c.get("district", ""), phone=str(c.get("phone", "")), email=c.get("email", ""),
+                            webhook_url=c.get("webhook_url", ""), webhook_secret=c.get("webhook_secret", "")))
+        for w in data.get("drills") or []:
+            s.add(DrillWindow(institution_id=w["institution"], starts_at=_utc(w["starts_at"]),
+                              ends_at=_utc(w["ends_at"]), note=w.get("note", "")))
     return len(insts), len(devs)
+
+
+def _utc(value: Any) -> datetime:
+    """A YAML timestamp or ISO text; a time without offset is Asia/Shanghai (people write local times)."""
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))).astimezone(UTC)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.channels import Channel, EmailChannel, WebhookChannel
+from alerting.engine import AlertingEngine, AlertingOptions
+from alerting.routing import load_routing
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
 from anxin.metrics import Metrics
@@ -37,6 +42,19 @@ def make_sink(settings: Settings) -> TelemetrySink:
         retention_policy=settings.influx_retention_policy,
         spool_dir=settings.spool_dir,
     )
+
+
+def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> AlertingEngine:
+    channels: list[Channel] = [WebhookChannel()]
+    if settings.smtp_host:
+        channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
+                                     username=settings.smtp_username, password=settings.smtp_password,
+                                     starttls=settings.smtp_starttls))
+    options = AlertingOptions(instance_id=settings.alerting_instance_id, ack_secret=settings.alerting_secret.encode(),
+                              public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
+                              delivery_attempts=settings.alerting_delivery_attempts,
+                              retry_backoff_s=settings.alerting_retry_backoff_s)
+    return AlertingEngine(sessions, load_routing(settings.alerting_routes), channels, metrics, options)
 
 
 class Gateway:
@@ -73,6 +91,10 @@ class Gateway:
             receive_maximum=settings.mqtt_receive_maximum,
             session_expiry_s=settings.mqtt_session_expiry_s,
         )
+        self.alerting: AlertingEngine | None = None
+        if settings.alerting_enabled:
+            self.alerting = make_alerting(settings, self.sessions, self.metrics)
+            self.events.listeners.append(self.alerting.on_events)
         self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
                            lambda: float(self.telemetry.pending()))
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
@@ -80,6 +102,8 @@ class Gateway:
         self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
 
     def start(self, *, mqtt: bool = True) -> None:
+        if self.alerting is not None:
+            self.alerting.start()
         self.writer.start()
         self.telemetry.start()
         self.registry.start()
@@ -94,9 +118,14 @@ class Gateway:
         self.telemetry.stop()
         self.writer.stop()
         self.mqtt.stop()
+        if self.alerting is not None:
+            self.alerting.stop()
         self.sink.close()
         self.engine.dispose()
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything received so far is durable (tests, shutdown)."""
-        return self.telemetry.flush(timeout) and self.writer.wait_idle(timeout)
+        done = self.telemetry.flush(timeout) and self.writer.wait_idle(timeout)
+        if self.alerting is not None:
+            done = done and self.alerting.wait_idle(timeout)
+        return done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import alerting.models  # noqa: F401  (registers the alerting tables)
 from anxin.db import Base
 
 connection = context.config.attributes.get("connection")

@@ -1,0 +1,1 @@
+"""Alerting: incidents from events, jurisdiction routing, escalation until someone acknowledges."""

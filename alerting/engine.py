@@ -1,0 +1,381 @@
+"""The alerting engine: events -> incidents (one per dedup key while open) -> routed escalation steps
+-> deliveries. Everything is in the database, so a restart (or another gateway instance) carries on
+where this one stopped.
+
+Two threads: one turns committed events into incidents (it never waits for the network); one sends the
+escalation steps that are due. A step is claimed in the database before it is sent, so it is sent once
+even with several gateways; a claim left by a crashed instance is taken over after ``stale_claim_s``
+(a notification may then repeat, but is never lost).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.ack_links import make_token
+from alerting.channels import Channel, ChannelError
+from alerting.messages import build
+from alerting.models import Contact, Delivery, DrillWindow, EscalationStep, Incident, TimelineEntry
+from alerting.routing import RECEIVERS, Policy, RoutingConfig, decide, severity_of
+from anxin.db import Device, Institution
+from anxin.metrics import Metrics
+from anxin.model import Event, EventState, EventType
+
+log = logging.getLogger(__name__)
+
+CLOSURE_CODES = ("real", "false_alarm", "test", "drill", "device_fault")
+# allowed transitions: state -> states it may move to
+TRANSITIONS = {
+    "triggered": {"acknowledged", "dispatched", "resolved"},
+    "acknowledged": {"dispatched", "resolved"},
+    "dispatched": {"resolved"},
+    "resolved": {"reviewed"},
+    "reviewed": set(),
+}
+
+
+class TransitionError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AlertingOptions:
+    instance_id: str = "anxin-1"
+    ack_secret: bytes = b"change-me"
+    public_url: str = "http://127.0.0.1:8080"
+    tick_s: float = 0.2
+    delivery_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    stale_claim_s: float = 60.0
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class AlertingEngine:
+    def __init__(self, sessions: sessionmaker[Session], routing: RoutingConfig, channels: Sequence[Channel],
+                 metrics: Metrics, options: AlertingOptions | None = None) -> None:
+        self._sessions = sessions
+        self._routing = routing
+        self._channels = {c.name: c for c in channels}
+        self._metrics = metrics
+        self.options = options or AlertingOptions()
+        self._events: queue.Queue[list[tuple[int, Event]] | None] = queue.Queue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._event_loop, name="alerting-events", daemon=True),
+            threading.Thread(target=self._escalation_loop, name="alerting-escalation", daemon=True),
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._events.put(None)
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            if t.is_alive():
+                t.join(10)
+
+    def on_events(self, stored: Sequence[tuple[int, Event]]) -> None:
+        """EventStore listener (runs in the database writer thread): hand over, never block."""
+        self._events.put(list(stored))
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Every event handed over so far has become (part of) an incident."""
+        deadline = time.monotonic() + timeout
+        while self._events.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # -- events -> incidents -----------------------------------------------------------------------
+    def _event_loop(self) -> None:
+        while True:
+            batch = self._events.get()
+            try:
+                if batch is None:
+                    return
+                for event_id, event in batch:
+                    self._with_retry(functools.partial(self.handle_event, event_id, event))
+            finally:
+                self._events.task_done()
+
+    def _with_retry(self, work: Any) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                work()
+                return
+            except OperationalError as exc:  # database unreachable: the event waits, it is not dropped
+                log.warning("alerting database write failed, retrying: %s", exc.__class__.__name__)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def handle_event(self, event_id: int, e: Event) -> int | None:
+        """Open an incident or append to the open one; returns the incident id (None for a clear
+        without an open incident)."""
+        key = f"{e.institution_id or '-'}|{e.device_id}|{e.type.value}"
+        for _ in range(3):  # a concurrent instance may open the same key first: then append to it
+            try:
+                with self._sessions.begin() as s:
+                    incident = s.scalars(select(Incident).where(Incident.open_key == key)).one_or_none()
+                    if incident is not None:
+                        incident.event_count += 1
+                        incident.last_event_at = e.ts
+                        s.add(TimelineEntry(incident_id=incident.id, action="event", detail={
+                            "event_id": event_id, "state": e.state.value, "ts": e.ts.isoformat()}))
+                        return incident.id
+                    if e.state is EventState.CLEAR:
+                        return None
+                    incident_id = self._open(s, key, event_id, e)
+                self._wake.set()
+                self._metrics.inc("anxin_incidents_opened_total", type=e.type.value)
+                return incident_id
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"could not open or find the incident for {key}")
+
+    def _open(self, s: Session, key: str, event_id: int, e: Event) -> int:
+        now = now_utc()
+        district = ""
+        if e.institution_id:
+            inst = s.get(Institution, e.institution_id)
+            district = inst.district if inst else ""
+        drill = e.institution_id is not None and self._in_drill(s, e.institution_id, now)
+        severity = severity_of(e.type)
+        decision = decide(self._routing, e.type.value, severity, district, e.institution_id or "", now, drill)
+        incident = Incident(open_key=key, institution_id=e.institution_id, device_id=e.device_id, type=e.type.value,
+                            severity=severity, state="triggered", drill=drill, opened_at=now, last_event_at=e.ts,
+                            route=decision.route if decision else "",
+                            policy=self._policy_name(decision.policy) if decision else "")
+        s.add(incident)
+        s.flush()
+        s.add(TimelineEntry(incident_id=incident.id, at=now, action="opened", detail={
+            "event_id": event_id, "event_ts": e.ts.isoformat(), "route": incident.route, "drill": drill,
+            "receivers": decision.receivers if decision else []}))
+        if decision is None:
+            s.add(TimelineEntry(incident_id=incident.id, at=now, action="unrouted"))
+            log.error("incident %s (%s) matches no route: nobody is notified", incident.id, e.type.value)
+            return incident.id
+        for no, step in enumerate(decision.policy.steps):
+            roles = _expand(step.roles, decision.receivers)
+            s.add(EscalationStep(incident_id=incident.id, step_no=no, due_at=now + timedelta(seconds=step.after_s),
+                                 roles=roles))
+        return incident.id
+
+    def _policy_name(self, policy: Policy) -> str:
+        return next(name for name, p in self._routing.policies.items() if p is policy)
+
+    @staticmethod
+    def _in_drill(s: Session, institution_id: str, at: datetime) -> bool:
+        q = select(DrillWindow.id).where(DrillWindow.institution_id == institution_id,
+                                         DrillWindow.starts_at <= at, DrillWindow.ends_at > at)
+        return s.scalars(q.limit(1)).first() is not None
+
+    # -- escalation --------------------------------------------------------------------------------
+    def _escalation_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                while self.run_due_steps():
+                    pass
+            except OperationalError as exc:
+                log.warning("escalation: database unreachable (%s); retrying", exc.__class__.__name__)
+            except Exception:
+                log.exception("escalation loop error")
+            self._wake.wait(self.options.tick_s)
+            self._wake.clear()
+
+    def run_due_steps(self) -> int:
+        """Claim and send the steps that are due; returns how many were sent."""
+        claimed = self._claim_due()
+        for step_id in claimed:
+            self._send_step(step_id)
+        return len(claimed)
+
+    def _claim_due(self, limit: int = 20) -> list[int]:
+        now = now_utc()
+        stale = now - timedelta(seconds=self.options.stale_claim_s)
+        with self._sessions.begin() as s:
+            q = (select(EscalationStep.id)
+                 .where(or_(EscalationStep.status == "pending",
+                            (EscalationStep.status == "sending") & (EscalationStep.claimed_at < stale)),
+                        EscalationStep.due_at <= now)
+                 .order_by(EscalationStep.due_at).limit(limit))
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)  # instances take disjoint steps
+            ids = list(s.scalars(q))
+            claimed: list[int] = []
+            for step_id in ids:
+                res = s.execute(update(EscalationStep)
+                                .where(EscalationStep.id == step_id,
+                                       or_(EscalationStep.status == "pending",
+                                           (EscalationStep.status == "sending") & (EscalationStep.claimed_at < stale)))
+                                .values(status="sending", claimed_by=self.options.instance_id, claimed_at=now))
+                if res.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(step_id)
+        return claimed
+
+    def _send_step(self, step_id: int) -> None:
+        with self._sessions() as s:
+            step = s.get(EscalationStep, step_id)
+            assert step is not None
+            incident = s.get(Incident, step.incident_id)
+            assert incident is not None
+            if incident.state != "triggered":  # acknowledged meanwhile: nothing more to send
+                with self._sessions.begin() as w:
+                    w.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="cancelled"))
+                return
+            contacts = self._contacts(s, incident, step.roles)
+            inst = s.get(Institution, incident.institution_id) if incident.institution_id else None
+            device = s.get(Device, incident.device_id)
+            step_no, roles, incident_id = step.step_no, list(step.roles), incident.id
+            texts = {c.id: build(incident.id, incident.type, incident.drill, inst.name if inst else "未登记机构",
+                                 incident.device_id, (device.name or device.room) if device else "", incident.opened_at,
+                                 step.step_no, self.ack_url(incident.id, c.id)) for c in contacts}
+            targets = [(c.id, ch, addr, secret) for c in contacts for ch, addr, secret in _addresses(c)]
+        delivered = 0
+        for contact_id, channel_name, address, secret in targets:
+            if self._deliver(incident_id, step_id, contact_id, channel_name, address, secret, texts[contact_id]):
+                delivered += 1
+        now = now_utc()
+        with self._sessions.begin() as s:
+            s.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="sent", sent_at=now))
+            s.add(TimelineEntry(incident_id=incident_id, at=now, action="notified", channel="escalation", detail={
+                "step": step_no, "roles": roles, "targets": len(targets), "delivered": delivered}))
+            if delivered == 0:
+                # Nobody reached: do not wait for the next step's delay.
+                s.add(TimelineEntry(incident_id=incident_id, at=now, action="delivery_failed",
+                                    detail={"step": step_no}))
+                s.execute(update(EscalationStep)
+                          .where(EscalationStep.incident_id == incident_id, EscalationStep.status == "pending")
+                          .values(due_at=now))
+                self._metrics.inc("anxin_escalation_unreached_total")
+            self._schedule_repeat(s, incident_id, step_no, roles, now)
+        self._wake.set()
+
+    def _schedule_repeat(self, s: Session, incident_id: int, step_no: int, roles: list[str], now: datetime) -> None:
+        later = s.scalars(select(EscalationStep.id).where(EscalationStep.incident_id == incident_id,
+                                                          EscalationStep.step_no > step_no)).first()
+        incident = s.get(Incident, incident_id)
+        if later is not None or incident is None or incident.state != "triggered":
+            return
+        policy = self._routing.policies.get(incident.policy)
+        if policy is None or policy.repeat_every_s is None:
+            return
+        if step_no + 1 - len(policy.steps) >= policy.max_repeats:
+            return
+        s.add(EscalationStep(incident_id=incident_id, step_no=step_no + 1,
+                             due_at=now + timedelta(seconds=policy.repeat_every_s), roles=roles))
+
+    def _deliver(self, incident_id: int, step_id: int, contact_id: str, channel_name: str, address: str,
+                 secret: str, text: Any) -> bool:
+        channel = self._channels.get(channel_name)
+        if channel is None:
+            return False
+        backoff = self.options.retry_backoff_s
+        for attempt in range(1, self.options.delivery_attempts + 1):
+            try:
+                receipt = channel.send(address, secret, text)
+                ok, detail = True, receipt
+            except ChannelError as exc:
+                ok, detail = False, str(exc)
+            with self._sessions.begin() as s:
+                s.add(Delivery(incident_id=incident_id, step_id=step_id, contact_id=contact_id, channel=channel_name,
+                               address=address, attempt=attempt, ok=ok, detail=detail[:1000]))
+            self._metrics.inc("anxin_deliveries_total", channel=channel_name, ok=str(ok).lower())
+            if ok:
+                return True
+            if attempt < self.options.delivery_attempts:
+                time.sleep(backoff)
+                backoff *= 2
+        return False
+
+    @staticmethod
+    def _contacts(s: Session, incident: Incident, roles: list[str]) -> list[Contact]:
+        inst = s.get(Institution, incident.institution_id) if incident.institution_id else None
+        district = inst.district if inst else None
+        scope = Contact.institution_id == incident.institution_id
+        if district:
+            scope = or_(scope, (Contact.institution_id.is_(None)) & (Contact.district == district))
+        return list(s.scalars(select(Contact).where(Contact.role.in_(roles), scope).order_by(Contact.id)))
+
+    def ack_url(self, incident_id: int, contact_id: str) -> str:
+        return f"{self.options.public_url}/ack/{make_token(self.options.ack_secret, incident_id, contact_id)}"
+
+    # -- people act on incidents -------------------------------------------------------------------
+    def transition(self, incident_id: int, to: str, actor: str, channel: str = "api", *,
+                   closure_code: str | None = None, note: str = "") -> Incident:
+        now = now_utc()
+        with self._sessions.begin() as s:
+            incident = s.get(Incident, incident_id, with_for_update=True)
+            if incident is None:
+                raise TransitionError(f"no incident {incident_id}")
+            if to not in TRANSITIONS[incident.state]:
+                raise TransitionError(f"incident {incident_id} is {incident.state}; cannot become {to}")
+            if to == "resolved":
+                if closure_code not in CLOSURE_CODES:
+                    raise TransitionError(f"resolving needs a closure code: one of {', '.join(CLOSURE_CODES)}")
+                if not note.strip():
+                    raise TransitionError("resolving needs a note")
+                incident.closure_code = closure_code
+                incident.false_alarm = closure_code == "false_alarm"
+                incident.open_key = None  # the next event of this key opens a new incident
+                incident.resolved_at = now
+            elif to == "acknowledged":
+                incident.acknowledged_at = now
+            elif to == "dispatched":
+                incident.dispatched_at = now
+                incident.acknowledged_at = incident.acknowledged_at or now
+            elif to == "reviewed":
+                incident.reviewed_at = now
+            incident.state = to
+            s.add(TimelineEntry(incident_id=incident_id, at=now, action=to, actor=actor, channel=channel,
+                                detail={"closure_code": closure_code, "note": note} if closure_code or note else {}))
+            # Someone has it: stop escalating (steps already being sent finish).
+            s.execute(update(EscalationStep)
+                      .where(EscalationStep.incident_id == incident_id, EscalationStep.status == "pending")
+                      .values(status="cancelled"))
+            s.flush()
+            s.expunge(incident)
+        return incident
+
+    def acknowledge(self, incident_id: int, actor: str, channel: str = "api") -> Incident:
+        return self.transition(incident_id, "acknowledged", actor, channel)
+
+
+def _expand(roles: list[str], receivers: list[str]) -> list[str]:
+    out: list[str] = []
+    for role in roles:
+        out.extend(receivers if role == RECEIVERS else [role])
+    return list(dict.fromkeys(out))
+
+
+def _addresses(contact: Contact) -> list[tuple[str, str, str]]:
+    out = []
+    if contact.webhook_url:
+        out.append(("webhook", contact.webhook_url, contact.webhook_secret))
+    if contact.email:
+        out.append(("email", contact.email, ""))
+    return out
+
+
+__all__ = ["AlertingEngine", "AlertingOptions", "EventType", "TransitionError"]

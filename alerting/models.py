@@ -1,0 +1,119 @@
+"""Alerting tables: contacts (jurisdiction directory), incidents with their timeline, escalation steps
+and delivery attempts, drill windows. Every step of an incident is a row with a timestamp."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from anxin.db import Base, UTCDateTime, utcnow
+
+
+class Contact(Base):
+    """A receiver in the jurisdiction directory. ``role`` is what routes name (police, fire, contractor,
+    institution, drill); a contact belongs to one institution, or to a whole district when
+    ``institution_id`` is empty (a police station serves every institution of its district)."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    institution_id: Mapped[str | None] = mapped_column(ForeignKey("institutions.id"), index=True)
+    district: Mapped[str] = mapped_column(String(100), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    webhook_url: Mapped[str] = mapped_column(String(500), default="")
+    webhook_secret: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Incident(Base):
+    """One per dedup key (institution, device, event type) while open. ``open_key`` holds the dedup key
+    while the incident is open and NULL afterwards: a plain unique constraint then allows one open
+    incident per key on SQLite and PostgreSQL alike, and concurrent gateways cannot open two."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("open_key", name="uq_incidents_open_key"),
+                      Index("ix_incidents_institution_opened", "institution_id", "opened_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    open_key: Mapped[str | None] = mapped_column(String(400))
+    institution_id: Mapped[str | None] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    drill: Mapped[bool] = mapped_column(Boolean, default=False)
+    false_alarm: Mapped[bool] = mapped_column(Boolean, default=False)
+    closure_code: Mapped[str | None] = mapped_column(String(20))
+    route: Mapped[str] = mapped_column(String(100), default="")
+    policy: Mapped[str] = mapped_column(String(100), default="")
+    event_count: Mapped[int] = mapped_column(Integer, default=1)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TimelineEntry(Base):
+    __tablename__ = "incident_timeline"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    action: Mapped[str] = mapped_column(String(40))  # opened, event, notified, acknowledged, ...
+    actor: Mapped[str] = mapped_column(String(200), default="system")
+    channel: Mapped[str] = mapped_column(String(40), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class EscalationStep(Base):
+    """A step of the incident's escalation policy, copied in when the incident opens. A step is sent
+    once: the sender claims it (pending -> sending) in the same transaction that reads it."""
+
+    __tablename__ = "escalation_steps"
+    __table_args__ = (Index("ix_escalation_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    step_no: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|sent|cancelled
+    claimed_by: Mapped[str] = mapped_column(String(100), default="")
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Delivery(Base):
+    """One attempt to reach one contact on one channel."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("escalation_steps.id"))
+    contact_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(String(500))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class DrillWindow(Base):
+    """While a drill window is open, the institution's alarms go to drill receivers only."""
+
+    __tablename__ = "drill_windows"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    note: Mapped[str] = mapped_column(Text, default="")
