@@ -85,9 +85,10 @@ def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) ->
             s.merge(Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
                            name=d.get("name", ""), room=d.get("room", "")))
         for c in data.get("contacts") or []:
-            s.merge(Contact(id=str(c["id"]), role=c["role"], name=c.get("name", ""),
-                            institution_id=c.get("institution"), district=c.get("district", ""), phone=str(c.get("phone", "")), email=c.get("email", ""),
-                            webhook_url=c.get("webhook_url", ""), webhook_secret=c.get("webhook_secret", "")))
+            s.merge(Contact(
+                id=str(c["id"]), role=c["role"], name=c.get("name", ""), institution_id=c.get("institution"),
+                district=c.get("district", ""), phone=str(c.get("phone", "")), email=c.get("email", ""),
+                webhook_url=c.get("webhook_url", ""), webhook_secret=c.get("webhook_secret", "")))
         for w in data.get("drills") or []:
             s.add(DrillWindow(institution_id=w["institution"], starts_at=_utc(w["starts_at"]),
                               ends_at=_utc(w["ends_at"]), note=w.get("note", "")))
