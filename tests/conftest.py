@@ -10,6 +10,7 @@ import pytest
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.postgres import PostgresServer
+from tests.servers.webhook import WebhookReceiver
 
 
 @pytest.fixture
@@ -28,3 +29,9 @@ def postgres() -> Iterator[PostgresServer]:
 def influx(tmp_path: Path) -> Iterator[InfluxServer]:
     with InfluxServer(tmp_path / "influxdb") as server:
         yield server
+
+
+@pytest.fixture
+def webhooks() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as receiver:
+        yield receiver
