@@ -123,6 +123,7 @@ def test_repeated_presses_append_to_the_open_incident(tmp_path: Path, mosquitto:
             pub.publish("zigbee2mqtt/sos-front", PRESS)
         wait_for(lambda: bool(incidents(gw)) and incidents(gw)[0].event_count == 3, what="3 events")
         assert len(incidents(gw)) == 1
+        assert gw.alerting is not None
         with pytest.raises(TransitionError, match="closure code"):
             gw.alerting.transition(incidents(gw)[0].id, "resolved", "duty officer")
         gw.alerting.transition(incidents(gw)[0].id, "resolved", "duty officer", closure_code="false_alarm",
