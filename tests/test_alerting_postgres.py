@@ -1,0 +1,68 @@
+"""Two gateway instances sharing PostgreSQL: the same alarm seen by both opens one incident, and each
+escalation step is sent by exactly one of them (row claims with SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select
+
+from alerting.channels import WebhookChannel
+from alerting.engine import AlertingEngine, AlertingOptions
+from alerting.models import Contact, Delivery, DrillWindow, EscalationStep, Incident, TimelineEntry
+from alerting.routing import load_routing
+from anxin.db import Device, Institution, init_db, make_engine
+from anxin.metrics import Metrics
+from anxin.model import Event, EventState, EventType
+from gateway.registry import import_registry
+from tests.servers.postgres import PostgresServer
+from tests.servers.webhook import WebhookReceiver
+from tests.test_alerting import directory
+
+
+def test_two_instances_one_incident_each_step_once(tmp_path: Path, postgres: PostgresServer,
+                                                   webhooks: WebhookReceiver) -> None:
+    engine = make_engine(postgres.url)
+    sessions = init_db(engine)
+    with sessions.begin() as s:  # the session-scoped server may hold rows of another test
+        for table in (Delivery, EscalationStep, TimelineEntry, Incident, DrillWindow, Contact, Device, Institution):
+            s.execute(delete(table))
+    import_registry(sessions, directory(webhooks.url))
+    routing = load_routing()
+    engines = [AlertingEngine(sessions, routing, [WebhookChannel()], Metrics(), AlertingOptions(instance_id=i))
+               for i in ("gw-a", "gw-b")]
+    event = Event("sos-front", EventType.PANIC, EventState.ACTIVE, datetime.now(UTC), "xm-001")
+    barrier = threading.Barrier(2)
+    ids: list[int | None] = []
+
+    def both(e: AlertingEngine) -> None:
+        barrier.wait()
+        ids.append(e.handle_event(1, event))
+
+    threads = [threading.Thread(target=both, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ids[0] == ids[1] and ids[0] is not None
+    with sessions() as s:
+        [incident] = s.scalars(select(Incident)).all()
+        assert incident.event_count == 2
+
+    sent: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def send(e: AlertingEngine) -> None:
+        barrier.wait()
+        sent.append(e.run_due_steps())
+
+    threads = [threading.Thread(target=send, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(sent) == [0, 1]  # step 0 is due; exactly one instance sent it
+    assert sorted(webhooks.paths()) == ["/contractor", "/police-siming"]
+    engine.dispose()
