@@ -3,12 +3,14 @@ records every attempt and escalates when a contact cannot be reached."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import smtplib
 import time
 from email.message import EmailMessage
 from typing import Protocol
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -86,3 +88,78 @@ class EmailChannel:
         if refused:
             raise ChannelError(f"refused: {refused}")
         return "250 accepted"
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    """DingTalk custom robot signing: base64(HMAC-SHA256(key=secret, msg="<timestamp>\\n<secret>"))."""
+    mac = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+def feishu_sign(secret: str, timestamp_s: int) -> str:
+    """Feishu custom bot signing: base64(HMAC-SHA256(key="<timestamp>\\n<secret>", msg=empty))."""
+    mac = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+class _ChatRobot:
+    """Group-chat robots answer HTTP 200 with an error code in the body; both are checked."""
+
+    name = ""
+
+    def __init__(self, timeout_s: float = 5.0) -> None:
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def _post(self, url: str, body: dict[str, object]) -> str:
+        try:
+            resp = self._client.post(url, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
+        if resp.status_code >= 300:
+            raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        try:
+            answer = resp.json()
+        except ValueError:
+            raise ChannelError(f"not a robot answer: {resp.text[:200]}") from None
+        code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
+        if code != 0:
+            raise ChannelError(f"robot refused: {answer}")
+        return f"HTTP {resp.status_code} code 0"
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class DingTalkRobot(_ChatRobot):
+    """https://oapi.dingtalk.com/robot/send?access_token=…; with a secret, &timestamp=&sign= are added."""
+
+    name = "dingtalk"
+
+    def send(self, address: str, secret: str, note: Notification) -> str:
+        url = address
+        if secret:
+            ts = int(time.time() * 1000)
+            url += ("&" if "?" in url else "?") + urlencode({"timestamp": ts, "sign": dingtalk_sign(secret, ts)})
+        return self._post(url, {"msgtype": "text", "text": {"content": f"{note.title}\n{note.body}"}})
+
+
+class WeComRobot(_ChatRobot):
+    """https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… (the key in the URL is the credential)."""
+
+    name = "wecom"
+
+    def send(self, address: str, secret: str, note: Notification) -> str:
+        return self._post(address, {"msgtype": "text", "text": {"content": f"{note.title}\n{note.body}"}})
+
+
+class FeishuRobot(_ChatRobot):
+    """https://open.feishu.cn/open-apis/bot/v2/hook/…; with a secret, timestamp and sign go in the body."""
+
+    name = "feishu"
+
+    def send(self, address: str, secret: str, note: Notification) -> str:
+        body: dict[str, object] = {"msg_type": "text", "content": {"text": f"{note.title}\n{note.body}"}}
+        if secret:
+            ts = int(time.time())
+            body.update({"timestamp": str(ts), "sign": feishu_sign(secret, ts)})
+        return self._post(address, body)

@@ -10,9 +10,7 @@ even with several gateways; a claim left by a crashed instance is taken over aft
 
 from __future__ import annotations
 
-import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -20,16 +18,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.ack_links import make_token
 from alerting.channels import Channel, ChannelError
 from alerting.messages import build
-from alerting.models import Contact, Delivery, DrillWindow, EscalationStep, Incident, TimelineEntry
+from alerting.models import (
+    AlertingCursor,
+    Contact,
+    Delivery,
+    DrillWindow,
+    EscalationStep,
+    Incident,
+    TimelineEntry,
+)
 from alerting.routing import RECEIVERS, Policy, RoutingConfig, decide, severity_of
-from anxin.db import Device, Institution
+from anxin.db import Device, EventRecord, Institution
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
 
@@ -44,6 +50,10 @@ TRANSITIONS = {
     "resolved": {"reviewed"},
     "reviewed": set(),
 }
+
+
+CURSOR = "events"
+LEASE_S = 10.0  # a crashed reader's lease lapses after this; another instance then reads the events
 
 
 class TransitionError(ValueError):
@@ -73,7 +83,7 @@ class AlertingEngine:
         self._channels = {c.name: c for c in channels}
         self._metrics = metrics
         self.options = options or AlertingOptions()
-        self._events: queue.Queue[list[tuple[int, Event]] | None] = queue.Queue()
+        self._event_wake = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads = [
@@ -83,76 +93,116 @@ class AlertingEngine:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
+        self._init_cursor()
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
-        self._events.put(None)
         self._stop.set()
         self._wake.set()
+        self._event_wake.set()
         for t in self._threads:
             if t.is_alive():
                 t.join(10)
 
     def on_events(self, stored: Sequence[tuple[int, Event]]) -> None:
-        """EventStore listener (runs in the database writer thread): hand over, never block."""
-        self._events.put(list(stored))
+        """EventStore listener (database writer thread): the events are committed, read them now."""
+        self._event_wake.set()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Every event handed over so far has become (part of) an incident."""
+        """Every event committed so far has been read into incidents (by whichever instance)."""
         deadline = time.monotonic() + timeout
-        while self._events.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        while time.monotonic() < deadline:
+            with self._sessions() as s:
+                newest = s.scalar(select(func.max(EventRecord.id))) or 0
+                cursor = s.get(AlertingCursor, CURSOR)
+                if cursor is not None and cursor.last_event_id >= newest:
+                    return True
+            self._event_wake.set()
+            time.sleep(0.02)
+        return False
 
     # -- events -> incidents -----------------------------------------------------------------------
-    def _event_loop(self) -> None:
-        while True:
-            batch = self._events.get()
-            try:
-                if batch is None:
-                    return
-                for event_id, event in batch:
-                    self._with_retry(functools.partial(self.handle_event, event_id, event))
-            finally:
-                self._events.task_done()
+    def _init_cursor(self) -> None:
+        """A new cursor starts after the events already stored: history is not replayed as alarms."""
+        try:
+            with self._sessions.begin() as s:
+                if s.get(AlertingCursor, CURSOR) is None:
+                    newest = s.scalar(select(func.max(EventRecord.id))) or 0
+                    s.add(AlertingCursor(name=CURSOR, last_event_id=newest))
+        except IntegrityError:
+            pass  # another instance created it first
 
-    def _with_retry(self, work: Any) -> None:
+    def _event_loop(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
             try:
-                work()
-                return
-            except OperationalError as exc:  # database unreachable: the event waits, it is not dropped
-                log.warning("alerting database write failed, retrying: %s", exc.__class__.__name__)
-                time.sleep(backoff)
+                read = self.consume_events()
+                backoff = 0.05
+            except OperationalError as exc:  # database unreachable: the events wait in their table
+                log.warning("alerting: database unreachable (%s); retrying", exc.__class__.__name__)
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+                continue
+            if not read:
+                self._event_wake.wait(self.options.tick_s)
+                self._event_wake.clear()
+
+    def consume_events(self, limit: int = 200) -> int:
+        """Turn the next committed events into incidents, under the lease; returns how many were read."""
+        now = now_utc()
+        opened: list[str] = []
+        with self._sessions.begin() as s:
+            cursor = s.get(AlertingCursor, CURSOR, with_for_update=True)
+            if cursor is None:
+                return 0
+            me = self.options.instance_id
+            if cursor.lease_owner not in ("", me) and cursor.lease_until is not None and cursor.lease_until > now:
+                return 0  # another instance reads the events; this one only sends due steps
+            cursor.lease_owner = me
+            cursor.lease_until = now + timedelta(seconds=LEASE_S)
+            rows = list(s.scalars(select(EventRecord).where(EventRecord.id > cursor.last_event_id)
+                                  .order_by(EventRecord.id).limit(limit)))
+            for row in rows:
+                event = Event(row.device_id, EventType(row.type), EventState(row.state), row.ts, row.institution_id,
+                              row.detail)
+                _, new = self._apply(s, row.id, event)
+                if new:
+                    opened.append(row.type)
+            if rows:
+                cursor.last_event_id = rows[-1].id
+        for type_ in opened:
+            self._metrics.inc("anxin_incidents_opened_total", type=type_)
+        if opened:
+            self._wake.set()
+        return len(rows)
 
     def handle_event(self, event_id: int, e: Event) -> int | None:
-        """Open an incident or append to the open one; returns the incident id (None for a clear
-        without an open incident)."""
-        key = f"{e.institution_id or '-'}|{e.device_id}|{e.type.value}"
+        """Open an incident or append to the open one in a transaction of its own; returns the incident
+        id (None for a clear without an open incident)."""
         for _ in range(3):  # a concurrent instance may open the same key first: then append to it
             try:
                 with self._sessions.begin() as s:
-                    incident = s.scalars(select(Incident).where(Incident.open_key == key)).one_or_none()
-                    if incident is not None:
-                        incident.event_count += 1
-                        incident.last_event_at = e.ts
-                        s.add(TimelineEntry(incident_id=incident.id, action="event", detail={
-                            "event_id": event_id, "state": e.state.value, "ts": e.ts.isoformat()}))
-                        return incident.id
-                    if e.state is EventState.CLEAR:
-                        return None
-                    incident_id = self._open(s, key, event_id, e)
-                self._wake.set()
-                self._metrics.inc("anxin_incidents_opened_total", type=e.type.value)
+                    incident_id, new = self._apply(s, event_id, e)
+                if new:
+                    self._wake.set()
                 return incident_id
             except IntegrityError:
                 continue
-        raise RuntimeError(f"could not open or find the incident for {key}")
+        raise RuntimeError(f"could not open or find the incident for event {event_id}")
+
+    def _apply(self, s: Session, event_id: int, e: Event) -> tuple[int | None, bool]:
+        key = f"{e.institution_id or '-'}|{e.device_id}|{e.type.value}"
+        incident = s.scalars(select(Incident).where(Incident.open_key == key)).one_or_none()
+        if incident is not None:
+            incident.event_count += 1
+            incident.last_event_at = e.ts
+            s.add(TimelineEntry(incident_id=incident.id, action="event", detail={
+                "event_id": event_id, "state": e.state.value, "ts": e.ts.isoformat()}))
+            return incident.id, False
+        if e.state is EventState.CLEAR:
+            return None, False
+        return self._open(s, key, event_id, e), True
 
     def _open(self, s: Session, key: str, event_id: int, e: Event) -> int:
         now = now_utc()
@@ -375,6 +425,8 @@ def _addresses(contact: Contact) -> list[tuple[str, str, str]]:
         out.append(("webhook", contact.webhook_url, contact.webhook_secret))
     if contact.email:
         out.append(("email", contact.email, ""))
+    if contact.chat_kind and contact.chat_url:
+        out.append((contact.chat_kind, contact.chat_url, contact.chat_secret))
     return out
 
 

@@ -28,6 +28,9 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     webhook_url: Mapped[str] = mapped_column(String(500), default="")
     webhook_secret: Mapped[str] = mapped_column(String(200), default="")
+    chat_kind: Mapped[str] = mapped_column(String(20), default="")  # dingtalk | wecom | feishu
+    chat_url: Mapped[str] = mapped_column(String(500), default="")
+    chat_secret: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Incident(Base):
@@ -117,3 +120,16 @@ class DrillWindow(Base):
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class AlertingCursor(Base):
+    """How far the alerting engine has read the ``events`` table, and which instance holds the lease
+    to read it. The table is the alarm queue: an event committed before a crash still becomes an
+    incident after the restart, and advancing the cursor commits with the incidents it produced."""
+
+    __tablename__ = "alerting_cursor"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str] = mapped_column(String(100), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

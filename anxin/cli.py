@@ -95,7 +95,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     from gateway.registry import import_registry
     from gateway.service import Gateway
     from gateway.simulator import Simulator
-    from gateway.workers import start_extra_workers, stop_workers
+    from gateway.workers import main_ingests, start_extra_workers, stop_workers
 
     settings = Settings(**gateway_settings_overrides)  # type: ignore[arg-type]
     broker = None
@@ -106,7 +106,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     if registry_file is not None:
         import_registry(gw.sessions, yaml.safe_load(registry_file.read_text(encoding="utf-8")))
         gw.registry.refresh()
-    gw.start()
+    gw.start(mqtt=main_ingests(settings))
     workers = start_extra_workers(settings)
     sim = None
     if simulate:

@@ -37,7 +37,7 @@ from anxin.db import init_db, make_engine
 from gateway.registry import import_registry
 from gateway.service import Gateway
 from gateway.simulator import chirpstack_uplink, em300_th_frame
-from gateway.workers import start_extra_workers, stop_workers
+from gateway.workers import main_ingests, start_extra_workers, stop_workers
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 
@@ -206,7 +206,7 @@ def gateway_settings(work: Path, mqtt_port: int, influx_url: str, name: str, wor
 
 
 class GatewayRun:
-    """The gateway as deployed: the main process plus ``workers - 1`` extra ingest processes."""
+    """The gateway as deployed: one process, or a main process (HTTP, alerting) and N ingest workers."""
 
     def __init__(self, settings: Settings, devices: int) -> None:
         self.settings = settings
@@ -216,13 +216,15 @@ class GatewayRun:
 
     def start(self) -> tuple[Gateway, list[Any]]:
         gw = Gateway(self.settings)
-        gw.start()
+        gw.start(mqtt=main_ingests(self.settings))
         return gw, start_extra_workers(self.settings)
 
     def create_sessions(self) -> None:
         gw, workers = self.start()
-        assert gw.mqtt.subscribed.wait(10)
-        time.sleep(3 if workers else 0)  # workers are separate processes: give them time to subscribe
+        if workers:
+            time.sleep(4)  # workers are separate processes: give them time to subscribe
+        else:
+            assert gw.mqtt.subscribed.wait(10)
         stop_workers(workers)
         gw.stop()
 

@@ -1,19 +1,21 @@
 """Persists decoded events and hands them to listeners (alerting) after commit.
 
 Devices repeat their state in every report (``smoke: false`` each hour), so a *clear* is stored only
-when it changes the last known state (kept in memory: after a restart the first clear is stored again);
-every *active* event is stored, however often it repeats.
+when it ends an active state (known in memory, primed from the database at start-up); every *active*
+event is stored, however often it repeats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from anxin.db import EventRecord
 from anxin.metrics import Metrics
@@ -33,14 +35,28 @@ class EventStore:
         self._lock = threading.Lock()  # submitters: the MQTT thread and HTTP worker threads
         self.listeners: list[Listener] = []
 
+    def prime(self, sessions: sessionmaker[Session]) -> int:
+        """Load the states that are active according to the database, so a clear arriving after a
+        restart still ends its alarm. Returns how many are active."""
+        latest = select(func.max(EventRecord.id)).group_by(EventRecord.device_id, EventRecord.type)
+        with sessions() as s:
+            rows = s.execute(select(EventRecord.device_id, EventRecord.type)
+                             .where(EventRecord.id.in_(latest), EventRecord.state == EventState.ACTIVE.value)).all()
+        with self._lock:
+            for device_id, type_ in rows:
+                with contextlib.suppress(ValueError):
+                    self._last[(device_id, EventType(type_))] = EventState.ACTIVE
+        return len(rows)
+
     def _changes(self, events: Sequence[Event]) -> list[Event]:
-        """Drop clears that repeat the last known state, before they cost a database round trip."""
+        """Keep every active event and the clears that end an active state; drop the rest before they
+        cost a database round trip (a sensor saying "no smoke" every hour is not news)."""
         keep: list[Event] = []
         with self._lock:
             for e in events:
                 key = (e.device_id, e.type)
                 state = e.state
-                if state is EventState.CLEAR and self._last.get(key) is EventState.CLEAR:
+                if state is EventState.CLEAR and self._last.get(key) is not EventState.ACTIVE:
                     continue
                 self._last[key] = state
                 keep.append(e)

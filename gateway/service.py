@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.channels import Channel, EmailChannel, WebhookChannel
+from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.routing import load_routing
 from anxin.config import Settings
@@ -45,7 +45,7 @@ def make_sink(settings: Settings) -> TelemetrySink:
 
 
 def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> AlertingEngine:
-    channels: list[Channel] = [WebhookChannel()]
+    channels: list[Channel] = [WebhookChannel(), DingTalkRobot(), WeComRobot(), FeishuRobot()]
     if settings.smtp_host:
         channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
                                      username=settings.smtp_username, password=settings.smtp_password,
@@ -70,6 +70,7 @@ class Gateway:
         self.registry.refresh()
         self.writer = DbWriter(self.sessions, self.metrics, Path(settings.spool_dir) / "db-rejected.jsonl")
         self.events = EventStore(self.writer, self.metrics)
+        self.events.prime(self.sessions)
         self.dead_letters = DeadLetterStore(self.writer, self.metrics)
         self.sink = sink or make_sink(settings)
         self.telemetry = TelemetryBatcher(

@@ -1,8 +1,8 @@
 """Extra MQTT ingest processes, so one gateway host uses all its cores.
 
 Python runs one thread at a time per process; decoding at tens of thousands of messages per second
-fills one core. Each extra worker is a full gateway process (own MQTT session in the same shared
-subscription group, own spool directory) started beside the main one, which also serves HTTP.
+fills one core. With N > 1 workers, N ingest processes (own MQTT session in the same shared subscription group,
+own spool directory) run beside the main process, which serves HTTP and runs the alerting engine.
 The broker spreads the messages; every worker acknowledges only what it made durable.
 """
 
@@ -22,21 +22,27 @@ log = logging.getLogger(__name__)
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
-    if index == 0:
-        return settings
+    """Settings of ingest worker ``index`` (1..N). Workers only ingest: alerting, whose alarm path must
+    not wait for a decoding thread, stays in the main process."""
     return settings.model_copy(update={
         "mqtt_client_id": f"{settings.mqtt_client_id}-w{index}",
         "spool_dir": settings.spool_dir / f"worker-{index}",
+        "alerting_enabled": False,
     })
 
 
+def main_ingests(settings: Settings) -> bool:
+    """With several workers the main process serves HTTP and alerting and leaves MQTT to them."""
+    return settings.mqtt_workers == 1
+
+
 def start_extra_workers(settings: Settings) -> list[BaseProcess]:
-    """Start workers 1..N-1 (the caller's process is worker 0)."""
+    """Start the ingest worker processes (none when ANXIN_MQTT_WORKERS is 1: the main process ingests)."""
     if settings.mqtt_workers > 1 and not settings.mqtt_shared_group:
         raise ValueError("several MQTT workers need a shared subscription group (ANXIN_MQTT_SHARED_GROUP)")
     ctx = multiprocessing.get_context("spawn")  # no fork: threads and sockets do not survive it
     procs: list[BaseProcess] = []
-    for index in range(1, settings.mqtt_workers):
+    for index in range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1):
         proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index), name=f"anxin-worker-{index}",
                            daemon=True)
         proc.start()

@@ -4,11 +4,13 @@ escalates; a channel that fails is retried and recorded; a restart does not lose
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -228,3 +230,33 @@ def test_email_channel_with_a_real_smtp_server(tmp_path: Path, mosquitto: Mosqui
     assert mail["To"] == "director@nursery.example"
     assert "一键报警" in str(mail["Subject"]) or "=?utf-8?" in str(mail["Subject"]).lower()
     assert "/ack/" in mail.get_payload(decode=True).decode("utf-8")
+
+
+def test_chat_robots_get_their_documented_formats(tmp_path: Path, mosquitto: MosquittoServer,
+                                                  webhooks: WebhookReceiver) -> None:
+    registry = directory(webhooks.url)
+    registry["contacts"] += [
+        {"id": "ding", "role": "contractor", "institution": "xm-001", "chat_kind": "dingtalk",
+         "chat_url": f"{webhooks.url}/robot/send?access_token=t1", "chat_secret": "SECding"},
+        {"id": "wecom", "role": "contractor", "institution": "xm-001", "chat_kind": "wecom",
+         "chat_url": f"{webhooks.url}/cgi-bin/webhook/send?key=k1"},
+        {"id": "feishu", "role": "contractor", "institution": "xm-001", "chat_kind": "feishu",
+         "chat_url": f"{webhooks.url}/open-apis/bot/v2/hook/h1", "chat_secret": "feishu-secret"},
+    ]
+    settings = settings_for(tmp_path, mosquitto.port)
+    with running_gateway(settings, registry=registry), Publisher(mosquitto.port) as pub:
+        pub.publish("zigbee2mqtt/sos-front", PRESS)
+        wait_for(lambda: sum(p.startswith(("/robot", "/cgi-bin", "/open-apis")) for p in webhooks.paths()) == 3,
+                 what="three robots")
+    by = {r.path.split("?")[0]: r for r in webhooks.received}
+    ding = by["/robot/send"]
+    query = dict(pair.split("=", 1) for pair in ding.path.split("?")[1].split("&"))
+    ts = int(query["timestamp"])
+    expected = base64.b64encode(hmac.new(b"SECding", f"{ts}\nSECding".encode(), hashlib.sha256).digest()).decode()
+    assert unquote_plus(query["sign"]) == expected and query["access_token"] == "t1"
+    assert ding.json()["msgtype"] == "text" and "一键报警" in ding.json()["text"]["content"]
+    assert by["/cgi-bin/webhook/send"].json()["text"]["content"].startswith("【一键报警】")
+    feishu = by["/open-apis/bot/v2/hook/h1"].json()
+    key = f"{feishu['timestamp']}\nfeishu-secret".encode()
+    assert feishu["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+    assert feishu["msg_type"] == "text" and "Panic alarm" in feishu["content"]["text"]

@@ -38,10 +38,13 @@ class WebhookReceiver:
                         receiver.fail_next[self.path] = failing - 1
                     else:
                         receiver.received.append(Received(self.path, dict(self.headers), body, time.time()))
+                # Answer like the chat robots do (HTTP 200 with a zero error code in JSON).
+                answer = b'{"errcode":0,"errmsg":"ok","code":0}' if not failing else b'{"errcode":500}'
                 self.send_response(500 if failing else 200)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(answer)
 
             def log_message(self, *_: Any) -> None:
                 pass
