@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,7 @@ class AlertingOptions:
     delivery_attempts: int = 3
     retry_backoff_s: float = 0.5
     stale_claim_s: float = 60.0
+    senders: int = 8  # escalation steps sent in parallel
 
 
 def now_utc() -> datetime:
@@ -86,6 +88,7 @@ class AlertingEngine:
         self._event_wake = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=self.options.senders, thread_name_prefix="alerting-send")
         self._threads = [
             threading.Thread(target=self._event_loop, name="alerting-events", daemon=True),
             threading.Thread(target=self._escalation_loop, name="alerting-escalation", daemon=True),
@@ -104,6 +107,7 @@ class AlertingEngine:
         for t in self._threads:
             if t.is_alive():
                 t.join(10)
+        self._pool.shutdown(wait=True)
 
     def on_events(self, stored: Sequence[tuple[int, Event]]) -> None:
         """EventStore listener (database writer thread): the events are committed, read them now."""
@@ -243,23 +247,41 @@ class AlertingEngine:
 
     # -- escalation --------------------------------------------------------------------------------
     def _escalation_loop(self) -> None:
+        """Keeps up to ``senders`` steps in flight, so one slow receiver never holds up another alarm."""
+        inflight: set[Future[None]] = set()
         while not self._stop.is_set():
-            try:
-                while self.run_due_steps():
-                    pass
-            except OperationalError as exc:
-                log.warning("escalation: database unreachable (%s); retrying", exc.__class__.__name__)
-            except Exception:
-                log.exception("escalation loop error")
-            self._wake.wait(self.options.tick_s)
-            self._wake.clear()
+            inflight = {f for f in inflight if not f.done()}
+            free = self.options.senders - len(inflight)
+            claimed: list[int] = []
+            if free > 0:
+                try:
+                    claimed = self._claim_due(limit=free)
+                except OperationalError as exc:
+                    log.warning("escalation: database unreachable (%s); retrying", exc.__class__.__name__)
+                except Exception:
+                    log.exception("escalation loop error")
+            for step_id in claimed:
+                future = self._pool.submit(self._send_step_logged, step_id)
+                future.add_done_callback(lambda _: self._wake.set())
+                inflight.add(future)
+            if not claimed:
+                self._wake.wait(self.options.tick_s)
+                self._wake.clear()
+        for future in inflight:
+            future.result()
 
     def run_due_steps(self) -> int:
-        """Claim and send the steps that are due; returns how many were sent."""
-        claimed = self._claim_due()
-        for step_id in claimed:
-            self._send_step(step_id)
+        """Claim and send (in parallel) the steps that are due now; returns how many were sent."""
+        claimed = self._claim_due(limit=self.options.senders)
+        for future in [self._pool.submit(self._send_step_logged, step_id) for step_id in claimed]:
+            future.result()
         return len(claimed)
+
+    def _send_step_logged(self, step_id: int) -> None:
+        try:
+            self._send_step(step_id)
+        except Exception:  # the step stays claimed; after stale_claim_s another sender takes it over
+            log.exception("sending escalation step %s failed", step_id)
 
     def _claim_due(self, limit: int = 20) -> list[int]:
         now = now_utc()
