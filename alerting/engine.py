@@ -148,6 +148,11 @@ class AlertingEngine:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            except Exception:  # e.g. a lease lost mid-batch: the transaction rolled back, read again
+                log.exception("alerting: reading events failed; retrying")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             if not read:
                 self._event_wake.wait(self.options.tick_s)
                 self._event_wake.clear()
@@ -168,8 +173,12 @@ class AlertingEngine:
             rows = list(s.scalars(select(EventRecord).where(EventRecord.id > cursor.last_event_id)
                                   .order_by(EventRecord.id).limit(limit)))
             for row in rows:
-                event = Event(row.device_id, EventType(row.type), EventState(row.state), row.ts, row.institution_id,
-                              row.detail)
+                try:
+                    event = Event(row.device_id, EventType(row.type), EventState(row.state), row.ts,
+                                  row.institution_id, row.detail)
+                except ValueError:  # written by a newer version: never let it block the alarms behind it
+                    log.error("alerting: event %s has unknown type/state %s/%s; skipped", row.id, row.type, row.state)
+                    continue
                 _, new = self._apply(s, row.id, event)
                 if new:
                     opened.append(row.type)

@@ -267,7 +267,7 @@ def main() -> None:
         try:
             bares: list[GmqttBare | PahoBare] = [GmqttBare(mosq.port, "bench-bare-gmqtt"),
                                                 PahoBare(mosq.port, "bench-bare-paho")]
-            runs = {f"anxin gateway, {w} process{'es' if w > 1 else ''}":
+            runs = {(f"anxin gateway, {w} ingest workers" if w > 1 else "anxin gateway, 1 process"):
                     GatewayRun(gateway_settings(work, mosq.port, influx.url, f"gw{w}", w), args.devices)
                     for w in sorted({1, args.workers})}
             for consumer in [*bares, *runs.values()]:

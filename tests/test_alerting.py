@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -20,6 +21,7 @@ from sqlalchemy import select
 
 from alerting.engine import TransitionError
 from alerting.models import Delivery, EscalationStep, Incident, TimelineEntry
+from anxin.db import EventRecord
 from gateway.http_app import create_app
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers import free_port
@@ -260,3 +262,19 @@ def test_chat_robots_get_their_documented_formats(tmp_path: Path, mosquitto: Mos
     key = f"{feishu['timestamp']}\nfeishu-secret".encode()
     assert feishu["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
     assert feishu["msg_type"] == "text" and "Panic alarm" in feishu["content"]["text"]
+
+
+def test_event_committed_before_a_crash_still_alerts(tmp_path: Path, mosquitto: MosquittoServer,
+                                                     webhooks: WebhookReceiver) -> None:
+    """The events table is the alarm queue: an event stored but not yet turned into an incident when the
+    gateway died is picked up by the next start."""
+    settings = settings_for(tmp_path, mosquitto.port)
+    with running_gateway(settings, registry=directory(webhooks.url)) as gw:
+        pass  # creates the schema and the alerting cursor
+    with gw.sessions.begin() as s:  # what the writer had committed when the process died
+        s.add(EventRecord(device_id="smoke-nap", institution_id="xm-001", type="alarm.smoke", state="active",
+                          ts=datetime.now(UTC), received_at=datetime.now(UTC), source="mqtt:zigbee2mqtt/smoke-nap",
+                          detail={}))
+    with running_gateway(settings) as gw:
+        wait_for(lambda: "/fire-siming" in webhooks.paths(), what="fire station after restart")
+        assert [i.type for i in incidents(gw)] == ["alarm.smoke"]
