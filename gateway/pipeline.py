@@ -79,6 +79,7 @@ class Pipeline:
         # topic -> (payload, monotonic time, carried an active event); one entry per device topic
         self._last: dict[str, tuple[bytes, float, bool]] = {}
         self.profiles = profiles
+        self._message_keys: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
         self.registry = registry
         self.events = events
         self.telemetry = telemetry
@@ -135,7 +136,11 @@ class Pipeline:
         return True
 
     def _route(self, decoded: Decoded, origin: str, received_at: datetime, ack: Ack) -> Decoded:
-        self.metrics.inc("anxin_messages_total", profile=decoded.profile)
+        key = self._message_keys.get(decoded.profile)
+        if key is None:
+            key = self.metrics.key("anxin_messages_total", profile=decoded.profile)
+            self._message_keys[decoded.profile] = key
+        self.metrics.inc_key(key)
         if decoded.events and decoded.readings:
             ack = _AckAfter(2, ack)
         if decoded.events:

@@ -54,7 +54,9 @@ def _measurement(metric: str) -> str:
 def encode(readings: Sequence[Reading]) -> bytes:
     lines: list[str] = []
     append = lines.append
+    last_ts, ts_ns = None, 0
     for r in readings:
-        ts_ns = round(r.ts.timestamp() * 1_000_000) * 1000  # datetimes carry microseconds
+        if r.ts is not last_ts:  # the readings of one message share their timestamp object
+            last_ts, ts_ns = r.ts, round(r.ts.timestamp() * 1_000_000) * 1000  # datetimes carry microseconds
         append(f"{_measurement(r.metric)}{_tags(r.device_id, r.institution_id)} value={r.value!r} {ts_ns}")
     return ("\n".join(lines) + "\n").encode()
