@@ -104,7 +104,8 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
         broker.start()
     gw = Gateway(settings)
     if registry_file is not None:
-        import_registry(gw.sessions, yaml.safe_load(registry_file.read_text(encoding="utf-8")))
+        text = registry_file.read_text(encoding="utf-8").replace("{http}", f"http://127.0.0.1:{settings.http_port}")
+        import_registry(gw.sessions, yaml.safe_load(text))
         gw.registry.refresh()
     gw.start(mqtt=main_ingests(settings))
     workers = start_extra_workers(settings)
@@ -114,6 +115,8 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
         threading.Thread(target=sim.run, name="simulator", daemon=True).start()
     server = uvicorn.Server(uvicorn.Config(create_app(gw), host=settings.http_host, port=settings.http_port,
                                            log_level="warning"))
+    if settings.demo_inbox:
+        print(f"Demo receivers (police, fire, contractor, director): http://127.0.0.1:{settings.http_port}/demo/inbox")
     print(f"Anxin gateway: MQTT {settings.mqtt_host}:{settings.mqtt_port}, "
           f"HTTP http://{settings.http_host}:{settings.http_port} (/metrics, /healthz, POST /ingest/<profile>), "
           f"telemetry -> {settings.telemetry_sink}, database {settings.database_url}. Ctrl-C stops.")
@@ -138,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "mqtt_port": args.mqtt_port, "http_port": args.http_port, "mqtt_protocol": "3.1.1",
         "mqtt_shared_group": "", "telemetry_sink": "sqlite", "database_url": f"sqlite:///{args.data}/anxin.db",
         "sqlite_telemetry_path": args.data / "telemetry.db", "spool_dir": args.data / "spool",
-        "ingest_tokens": ["demo-token"],
+        "ingest_tokens": ["demo-token"], "demo_inbox": True, "public_url": f"http://127.0.0.1:{args.http_port}",
     }
     return _serve(overrides, embedded_broker=True, simulate=True, registry_file=args.registry)
 

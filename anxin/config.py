@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    demo_inbox: bool = False  # `anxin demo`: the demo's receivers are webhooks into /demo/inbox
 
     @field_validator("ingest_tokens", mode="before")
     @classmethod

@@ -7,7 +7,9 @@ never loses a message; bad payloads get 422 with the reason and are dead-lettere
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
+from collections import deque
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
@@ -19,6 +21,8 @@ from gateway.pipeline import Duplicate, Rejected
 from gateway.service import Gateway
 
 DURABLE_TIMEOUT_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -49,6 +53,20 @@ def create_app(gateway: Gateway) -> FastAPI:
         except TransitionError as exc:
             text = f"该事件已由他人处理。 / Already handled: {exc}"
         return f"<!doctype html><meta charset=utf-8><title>安心 Anxin</title><p>事件 {incident_id}: {text}</p>"
+
+    if gateway.settings.demo_inbox:
+        inbox: deque[dict[str, object]] = deque(maxlen=200)
+
+        @app.post("/demo/inbox/{receiver}")
+        async def demo_receive(receiver: str, request: Request) -> dict[str, str]:
+            note = await request.json()
+            inbox.appendleft({"receiver": receiver, **note})
+            log.warning("📣 %s received: %s", receiver, note.get("title"))
+            return {"errcode": "0"}
+
+        @app.get("/demo/inbox")
+        def demo_inbox() -> list[dict[str, object]]:
+            return list(inbox)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:

@@ -55,3 +55,13 @@ def test_push_errors_are_clear(tmp_path: Path) -> None:
         metrics = http.get("/metrics").text
         assert 'anxin_dead_letters_total{kind="malformed"} 1' in metrics
         assert http.get("/healthz").json()["status"] == "ok"
+
+
+def test_demo_inbox_collects_notifications(tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", demo_inbox=True)
+    with running_gateway(settings, mqtt=False) as gw, TestClient(create_app(gw)) as http:
+        assert http.post("/demo/inbox/police", json={"title": "【一键报警】测试"}).status_code == 200
+        assert http.get("/demo/inbox").json() == [{"receiver": "police", "title": "【一键报警】测试"}]
+    settings = gateway_settings(tmp_path / "off", mqtt_port=1, telemetry_sink="sqlite")
+    with running_gateway(settings, mqtt=False) as gw, TestClient(create_app(gw)) as http:
+        assert http.get("/demo/inbox").status_code == 404  # only in the demo
