@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerting.routing import DEFAULT_ROUTES
+from alerting.thresholds import DEFAULT_THRESHOLDS
 from gateway.profiles import DEFAULT_PROFILE_DIR
 
 
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     alerting_tick_s: float = Field(default=0.2, gt=0)
     alerting_delivery_attempts: int = Field(default=3, ge=1)
     alerting_retry_backoff_s: float = Field(default=0.5, ge=0)
+    thresholds: Path = DEFAULT_THRESHOLDS  # threshold rules on readings (CO2, HCHO, PM2.5, fridge)
+    thresholds_interval_s: float = Field(default=30.0, gt=0)
     public_url: str = "http://127.0.0.1:8080"  # base of acknowledge links in messages
     smtp_host: str | None = None  # email channel, when set
     smtp_port: int = 25

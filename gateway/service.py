@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,9 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.routing import load_routing
+from alerting.thresholds import (
+    InfluxWindowSource,
+    SqliteWindowSource,
+    ThresholdEvaluator,
+    WindowSource,
+    load_thresholds,
+)
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
 from anxin.metrics import Metrics
+from anxin.model import Event
 from gateway.db_writer import DbWriter
 from gateway.dead_letters import DeadLetterStore
 from gateway.event_store import EventStore
@@ -93,18 +103,40 @@ class Gateway:
             session_expiry_s=settings.mqtt_session_expiry_s,
         )
         self.alerting: AlertingEngine | None = None
+        self.thresholds: ThresholdEvaluator | None = None
         if settings.alerting_enabled:
             self.alerting = make_alerting(settings, self.sessions, self.metrics)
             self.events.listeners.append(self.alerting.on_events)
+            self.thresholds = ThresholdEvaluator(load_thresholds(settings.thresholds), self._window_source(),
+                                                 self._device_info, self._emit_rule_events,
+                                                 interval_s=settings.thresholds_interval_s)
         self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
                            lambda: float(self.telemetry.pending()))
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
                            lambda: float(self.writer.pending()))
         self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
 
+    def _window_source(self) -> WindowSource:
+        s = self.settings
+        if s.telemetry_sink == "sqlite":
+            return SqliteWindowSource(s.sqlite_telemetry_path)
+        return InfluxWindowSource(s.influx_url, s.influx_database, s.influx_username, s.influx_password)
+
+    def _device_info(self, device_id: str) -> tuple[str | None, str | None]:
+        info = self.registry.lookup(device_id)
+        if info is None:
+            return None, None
+        profile = self.profiles.by_name.get(info.profile or "")
+        return info.institution_id, profile.spec.kind if profile else None
+
+    def _emit_rule_events(self, events: Sequence[Event]) -> None:
+        self.events.persist(events, "rules:thresholds", datetime.now(UTC), lambda: None)
+
     def start(self, *, mqtt: bool = True) -> None:
         if self.alerting is not None:
             self.alerting.start()
+        if self.thresholds is not None:
+            self.thresholds.start()
         self.writer.start()
         self.telemetry.start()
         self.registry.start()
@@ -119,6 +151,8 @@ class Gateway:
         self.telemetry.stop()
         self.writer.stop()
         self.mqtt.stop()
+        if self.thresholds is not None:
+            self.thresholds.stop()
         if self.alerting is not None:
             self.alerting.stop()
         self.sink.close()

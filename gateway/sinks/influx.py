@@ -1,17 +1,25 @@
 """InfluxDB sink over the v1 HTTP API (/write line protocol, /query, /ping).
 
-The v1 API is served by InfluxDB 1.x natively, 2.x through DBRP mapping and 3.x as v1 compatibility.
-write() returns once the batch is in InfluxDB or safely spooled on disk: a few quick retries, then the
-spool. While the spool holds anything, new batches queue behind it so order is kept; a replay thread
-sends the spool, oldest first, as soon as /ping answers again. A batch InfluxDB refuses as malformed
-(4xx) is not retried forever: it is kept in ``influx-rejected/`` with the error.
+The v1 API is served by InfluxDB 1.x natively (and by 2.x/3.x through their v1 compatibility endpoints).
+
+write() returns once the batch is in InfluxDB or safely spooled on disk: a few quick attempts with
+exponential backoff on connection errors, timeouts, 5xx and 429, then the spool. While the spool holds
+anything, new batches queue behind it, so InfluxDB receives batches in the order they were written. A
+replay thread (started here, stopped by close()) waits until /ping answers, then sends the spool oldest
+first. A batch InfluxDB refuses as bad (4xx other than 429 and the "not the batch's fault" ones below)
+is not retried forever: it is logged and kept with the error in ``<spool>/rejected/`` for a person.
+
+Re-sending a batch is harmless: a point is identified by measurement, tag set and timestamp, and
+writing it again overwrites it with the same value. That makes "timeout, then retry" and "crash after
+sending, before removing the segment" safe.
 """
 
 from __future__ import annotations
 
 import enum
-import gzip
+import gzip as gzip_module
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -21,59 +29,66 @@ import httpx
 
 from anxin.model import Reading
 from gateway.sinks.line_protocol import encode
-from gateway.sinks.spool import Spool
+from gateway.sinks.spool import Spool, write_atomic
 
 log = logging.getLogger(__name__)
+
+_DROPPED = re.compile(rb"dropped=(\d+)")
 
 
 class _Result(enum.Enum):
     OK = "ok"
-    REJECTED = "rejected"  # InfluxDB refused the batch itself
-    FAILED = "failed"  # InfluxDB unreachable or overloaded: try again later
+    REJECTED = "rejected"  # InfluxDB refused the batch itself (all or part of it): set aside, never retried
+    FAILED = "failed"  # unreachable, overloaded, misconfigured: try again later
 
 
 class InfluxSink:
+    """TelemetrySink for InfluxDB. Thread-safe: one lock orders live writes and replays."""
+
     def __init__(
         self,
         url: str,
         database: str,
         *,
-        spool_dir: Path,
         username: str | None = None,
         password: str | None = None,
         retention_policy: str | None = None,
+        spool_dir: Path | str,
         timeout: float = 10.0,
         max_attempts: int = 3,
-        backoff_s: float = 0.1,
-        max_backoff_s: float = 5.0,
-        gzip_body: bool = True,
+        gzip: bool = True,
         create_database: bool = True,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
     ) -> None:
         self.database = database
-        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+        auth = httpx.BasicAuth(username, password or "") if username else None  # not u/p in URLs: no leaks in logs
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, auth=auth)
         self._params: dict[str, str] = {"db": database, "precision": "ns"}
         if retention_policy:
             self._params["rp"] = retention_policy
-        if username:
-            self._params["u"] = username
-            self._params["p"] = password or ""
-        self._max_attempts = max_attempts
+        self._max_attempts = max(1, max_attempts)
         self._backoff = backoff_s
         self._max_backoff = max_backoff_s
-        self._gzip = gzip_body
-        self.spool = Spool(spool_dir / "influx")
-        self.rejected_dir = spool_dir / "influx-rejected"
-        self._lock = threading.Lock()  # one sender at a time keeps batches in order
+        self._gzip = gzip
+        self.spool = Spool(Path(spool_dir) / "influx")
+        self.rejected_dir = self.spool.directory / "rejected"
+        self._create_database = create_database
         self._need_db = create_database
+        self._lock = threading.Lock()  # one sender at a time keeps batches in order
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._closed = False
+        self._rejected_seq = 0
+        # counters for the metrics endpoint (written under self._lock, read without it)
         self.points_written = 0
         self.batches_spooled = 0
         self.batches_replayed = 0
         self.batches_rejected = 0
         self.write_errors = 0
         if self.spool:
-            log.warning("InfluxDB spool holds %d batches from before; replaying", self.spool.segments)
+            log.warning("InfluxDB spool holds %d batches (%d bytes) from before; replaying them first",
+                        self.spool.segments, self.spool.size_bytes)
         self._thread = threading.Thread(target=self._replay_loop, name="influx-replay", daemon=True)
         self._thread.start()
 
@@ -81,100 +96,143 @@ class InfluxSink:
     def spool_segments(self) -> int:
         return self.spool.segments
 
+    @property
+    def spool_bytes(self) -> int:
+        return self.spool.size_bytes
+
     # -- TelemetrySink -----------------------------------------------------------------------------
     def write(self, readings: Sequence[Reading]) -> None:
-        if not readings:
-            return
+        if self._closed:
+            raise RuntimeError("InfluxSink is closed")
         body = encode(readings)
+        if not body:
+            return
         with self._lock:
             if not self.spool:
                 for attempt in range(self._max_attempts):
                     result = self._send(body)
-                    if result is _Result.OK:
-                        self.points_written += len(readings)
-                        return
-                    if result is _Result.REJECTED:
+                    if result is not _Result.FAILED:
                         return
                     if attempt + 1 < self._max_attempts:
                         time.sleep(min(self._backoff * 2**attempt, self._max_backoff))
-            self.spool.append(body)  # raises only if the disk itself fails: the caller keeps the batch
+                log.warning("InfluxDB unavailable after %d attempts: spooling to %s", self._max_attempts,
+                            self.spool.directory)
+            self.spool.append(body)  # raises only if the disk fails: the caller keeps the batch
             self.batches_spooled += 1
         self._wake.set()
 
     def close(self) -> None:
+        """Stop the replay thread and the HTTP client; a non-empty spool stays on disk for next time."""
+        self._closed = True
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
-        self._client.close()
+        self._thread.join(self._client.timeout.read or 10.0 + 5.0)
+        with self._lock:
+            self._client.close()
+        if self.spool:
+            log.warning("InfluxSink closed with %d batches still spooled in %s", self.spool.segments,
+                        self.spool.directory)
 
-    # -- internals ---------------------------------------------------------------------------------
+    # -- sending -----------------------------------------------------------------------------------
     def _send(self, body: bytes) -> _Result:
-        if self._need_db and not self._create_database():
+        """One attempt at /write. Caller holds self._lock."""
+        if self._need_db and not self._ensure_database():
             return _Result.FAILED
         headers = {"Content-Type": "text/plain; charset=utf-8"}
         content = body
         if self._gzip:
-            content = gzip.compress(body, compresslevel=1)  # level 1: most of the gain, little CPU
+            content = gzip_module.compress(body, compresslevel=1)  # level 1: most of the gain for little CPU
             headers["Content-Encoding"] = "gzip"
         try:
             resp = self._client.post("/write", params=self._params, content=content, headers=headers)
-        except httpx.HTTPError as exc:
+        except httpx.TransportError as exc:  # refused, reset, timed out: InfluxDB may or may not have it
             self.write_errors += 1
-            log.warning("InfluxDB write failed: %s", exc.__class__.__name__)
+            log.debug("InfluxDB write failed: %r", exc)
             return _Result.FAILED
-        if resp.status_code == 204:
+        status = resp.status_code
+        if status == 204:
+            self.points_written += body.count(b"\n")
             return _Result.OK
         self.write_errors += 1
-        if resp.status_code == 404 and "database not found" in resp.text:
-            self._need_db = True
+        error = resp.text[:2000]
+        if status == 404 and "database not found" in error:
+            log.error("InfluxDB database %r does not exist%s", self.database,
+                      "; creating it" if self._create_database else " (create_database is off)")
+            self._need_db = self._create_database
             return _Result.FAILED
-        if resp.status_code == 429 or resp.status_code >= 500:
-            log.warning("InfluxDB busy or failing (%d): %s", resp.status_code, resp.text[:200])
+        if status in (401, 403):  # credentials, not the batch: keep it and retry
+            log.error("InfluxDB refused the credentials (%d): %s", status, error[:300])
             return _Result.FAILED
-        self._reject(body, f"HTTP {resp.status_code}: {resp.text}")
+        if status == 429 or status >= 500:  # overloaded, or e.g. "retention policy not found" (500)
+            log.warning("InfluxDB busy or failing (%d): %s", status, error[:300])
+            return _Result.FAILED
+        # 400 and other 4xx: the batch itself is bad. "partial write" means the good points are stored;
+        # the whole batch is kept either way (re-sending the good ones later is harmless).
+        if status == 400 and "partial write" in error:
+            lines = body.count(b"\n")
+            dropped = max(sum(int(m) for m in _DROPPED.findall(resp.content)), error.count("unable to parse"))
+            self.points_written += max(0, lines - dropped)
+        self._reject(body, f"HTTP {status}: {error}")
         return _Result.REJECTED
 
-    def _create_database(self) -> bool:
+    def _ensure_database(self) -> bool:
+        """CREATE DATABASE (idempotent in InfluxDB). Caller holds self._lock, or is the replay thread at start."""
+        name = self.database.replace("\\", "\\\\").replace('"', '\\"')
         try:
-            resp = self._client.post("/query", params={k: v for k, v in self._params.items() if k in ("u", "p")},
-                                     data={"q": f'CREATE DATABASE "{self.database}"'})
-        except httpx.HTTPError:
+            resp = self._client.post("/query", data={"q": f'CREATE DATABASE "{name}"'})
+        except httpx.TransportError:
             return False
-        if resp.status_code != 200:
-            log.error("CREATE DATABASE %s failed (%d): %s", self.database, resp.status_code, resp.text[:200])
+        if resp.status_code != 200 or '"error"' in resp.text:
+            log.error("CREATE DATABASE %r failed (%d): %s", self.database, resp.status_code, resp.text[:300])
             return False
+        log.info("InfluxDB database %r ready", self.database)
         self._need_db = False
         return True
 
     def _reject(self, body: bytes, error: str) -> None:
-        """InfluxDB refuses the batch itself (a type conflict, a parse error; a partial write stored the
-        rest). Keep it with the reason for a person to look at instead of retrying forever."""
+        """Set a batch InfluxDB refused aside, with the reason, instead of retrying it forever."""
         self.batches_rejected += 1
-        log.error("InfluxDB rejected a batch: %s", error[:300])
+        self._rejected_seq += 1
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
-        stem = self.rejected_dir / f"{time.time_ns()}"
-        stem.with_suffix(".lp").write_bytes(body)
-        stem.with_suffix(".err").write_text(error, encoding="utf-8")
+        stem = f"{time.time_ns()}-{self._rejected_seq:06d}"
+        write_atomic(self.rejected_dir / f"{stem}.err", error.encode())
+        write_atomic(self.rejected_dir / f"{stem}.lp", body)
+        log.error("InfluxDB rejected a batch of %d points, kept in %s/%s.lp: %s", body.count(b"\n"),
+                  self.rejected_dir, stem, error[:300])
 
     def _ping(self) -> bool:
         try:
             return self._client.get("/ping").status_code == 204
-        except httpx.HTTPError:
+        except httpx.TransportError:
             return False
 
+    # -- replay ------------------------------------------------------------------------------------
     def _replay_loop(self) -> None:
         backoff = self._backoff
+        replayed_run = 0
         while not self._stop.is_set():
+            if self._need_db:  # at start (InfluxDB may be down) and after "database not found"
+                with self._lock:
+                    ok = not self._need_db or self._ensure_database()
+                if not ok:
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
             if not self.spool:
+                if replayed_run:
+                    log.info("InfluxDB spool drained: %d batches replayed", replayed_run)
+                    replayed_run = 0
+                backoff = self._backoff
                 self._wake.wait(1.0)
                 self._wake.clear()
-                backoff = self._backoff
                 continue
             if not self._ping():
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             with self._lock:
+                if self._stop.is_set():
+                    break
                 head = self.spool.oldest()
                 if head is None:
                     continue
@@ -184,8 +242,9 @@ class InfluxSink:
                     self.spool.remove(number)
                 if result is _Result.OK:
                     self.batches_replayed += 1
-                    self.points_written += body.count(b"\n")
-                    backoff = self._backoff
+                    replayed_run += 1
             if result is _Result.FAILED:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+            else:
+                backoff = self._backoff

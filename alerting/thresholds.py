@@ -1,0 +1,165 @@
+"""Threshold rules on readings (CO2 for 10 min, formaldehyde 1 h mean, fridge above 8 °C for 15 min).
+
+Evaluated periodically from the time-series store, not from the message stream: with several ingest
+workers a device's readings are spread over processes, and the standards' averaging windows are what
+the store answers directly. A breach becomes an ``env.*`` event through the event store, like a device
+alarm, so incidents, routing and escalation treat it the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+import httpx
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from anxin.model import METRIC_UNITS, Event, EventState, EventType
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "default_thresholds.yaml"
+Statistic = Literal["min", "max", "mean"]
+_SQL_STAT = {"min": "min", "max": "max", "mean": "avg"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    name: str
+    metric: str
+    statistic: Statistic
+    window_s: int = Field(gt=0)
+    above: float
+    clear_below: float
+    event: EventType
+    kinds: list[str] = Field(default_factory=list)  # device kinds (profile kind); empty: all
+
+    @model_validator(mode="after")
+    def _check(self) -> Rule:
+        if self.metric not in METRIC_UNITS:
+            raise ValueError(f"rule {self.name}: unknown metric {self.metric!r}")
+        if self.clear_below > self.above:
+            raise ValueError(f"rule {self.name}: clear_below must not exceed above (hysteresis)")
+        if not self.event.value.startswith("env."):
+            raise ValueError(f"rule {self.name}: event must be an env.* type")
+        return self
+
+
+class Override(_Strict):
+    rule: str
+    institution: str
+    above: float
+    clear_below: float
+
+
+class ThresholdConfig(_Strict):
+    rules: list[Rule]
+    overrides: list[Override] = Field(default_factory=list)
+
+
+def load_thresholds(path: Path = DEFAULT_THRESHOLDS) -> ThresholdConfig:
+    return ThresholdConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+class WindowSource(Protocol):
+    def stat(self, metric: str, statistic: Statistic, window_s: int) -> dict[str, tuple[float, int]]:
+        """device id -> (statistic over the last window_s seconds, number of readings)."""
+
+
+class InfluxWindowSource:
+    def __init__(self, url: str, database: str, username: str | None = None, password: str | None = None) -> None:
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=10.0)
+        self._params = {"db": database, **({"u": username, "p": password or ""} if username else {})}
+
+    def stat(self, metric: str, statistic: Statistic, window_s: int) -> dict[str, tuple[float, int]]:
+        q = (f'SELECT {statistic}("value"), count("value") FROM "{metric}" '
+             f"WHERE time > now() - {int(window_s)}s GROUP BY \"device_id\"")
+        resp = self._client.post("/query", params=self._params, data={"q": q})
+        resp.raise_for_status()
+        out: dict[str, tuple[float, int]] = {}
+        for series in resp.json()["results"][0].get("series", []):
+            _, value, count = series["values"][0]
+            if value is not None:
+                out[series["tags"]["device_id"]] = (float(value), int(count))
+        return out
+
+
+class SqliteWindowSource:
+    """The embedded telemetry table (gateway/sinks/sqlite_sink.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def stat(self, metric: str, statistic: Statistic, window_s: int) -> dict[str, tuple[float, int]]:
+        since = int((datetime.now(UTC).timestamp() - window_s) * 1e9)
+        with sqlite3.connect(self._path) as conn:
+            rows = conn.execute(f"SELECT device_id, {_SQL_STAT[statistic]}(value), count(*) FROM readings "
+                                "WHERE metric = ? AND ts_ns > ? GROUP BY device_id", (metric, since)).fetchall()
+        return {d: (float(v), int(n)) for d, v, n in rows if v is not None}
+
+
+DeviceInfo = Callable[[str], tuple[str | None, str | None]]  # device id -> (institution, kind)
+Emit = Callable[[Sequence[Event]], None]
+
+
+class ThresholdEvaluator:
+    def __init__(self, config: ThresholdConfig, source: WindowSource, device_info: DeviceInfo, emit: Emit,
+                 interval_s: float = 30.0, min_readings: int = 2) -> None:
+        self._config = config
+        self._source = source
+        self._device_info = device_info
+        self._emit = emit
+        self._interval = interval_s
+        self._min_readings = min_readings
+        self._overrides = {(o.rule, o.institution): o for o in config.overrides}
+        self._active: set[tuple[str, str]] = set()  # (rule, device) currently breaching
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="thresholds", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.evaluate()
+            except Exception:  # the store may be down: try again next round
+                log.exception("threshold evaluation failed")
+
+    def evaluate(self) -> list[Event]:
+        now = datetime.now(UTC)
+        events: list[Event] = []
+        for rule in self._config.rules:
+            for device, (value, count) in self._source.stat(rule.metric, rule.statistic, rule.window_s).items():
+                institution, kind = self._device_info(device)
+                if rule.kinds and kind not in rule.kinds:
+                    continue
+                limits = self._overrides.get((rule.name, institution or ""))
+                above = limits.above if limits else rule.above
+                clear_below = limits.clear_below if limits else rule.clear_below
+                key = (rule.name, device)
+                detail = {"rule": rule.name, "metric": rule.metric, "statistic": rule.statistic,
+                          "window_s": rule.window_s, "value": round(value, 4), "limit": above, "readings": count}
+                if key not in self._active and value > above and count >= self._min_readings:
+                    self._active.add(key)
+                    events.append(Event(device, rule.event, EventState.ACTIVE, now, institution, detail))
+                elif key in self._active and value < clear_below:
+                    self._active.discard(key)
+                    events.append(Event(device, rule.event, EventState.CLEAR, now, institution, detail))
+        if events:
+            self._emit(events)
+        return events

@@ -1,0 +1,84 @@
+"""Threshold rules evaluated on their averaging windows from the telemetry store (SQLite here, InfluxDB
+below), becoming env.* incidents routed to the institution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from alerting.models import Incident
+from alerting.thresholds import (
+    InfluxWindowSource,
+    Override,
+    Rule,
+    ThresholdConfig,
+    ThresholdEvaluator,
+    load_thresholds,
+)
+from anxin.model import EventState, EventType, Reading
+from gateway.sinks.influx import InfluxSink
+from tests.harness import gateway_settings, running_gateway, wait_for
+from tests.servers.influxdb import InfluxServer
+from tests.servers.webhook import WebhookReceiver
+from tests.test_alerting import directory
+
+
+def series(device: str, metric: str, values: list[float], minutes: float) -> list[Reading]:
+    """Readings spread evenly over the last ``minutes``."""
+    now = datetime.now(UTC)
+    step = minutes * 60 / len(values)
+    return [Reading(device, metric, v, now - timedelta(seconds=(len(values) - i) * step), "xm-001")
+            for i, v in enumerate(values)]
+
+
+def test_fridge_too_warm_for_15_minutes_alerts_the_institution(tmp_path: Path, webhooks: WebhookReceiver) -> None:
+    registry = directory(webhooks.url)
+    registry["devices"].append({"id": "fridge-1", "institution": "xm-001", "profile": "zigbee2mqtt-fridge",
+                                "room": "厨房"})
+    registry["devices"].append({"id": "room-th", "institution": "xm-001", "profile": "zigbee2mqtt-temp-humidity"})
+    settings = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", thresholds_interval_s=3600,
+                                alerting_tick_s=0.05)
+    with running_gateway(settings, registry=registry, mqtt=False) as gw:
+        assert gw.thresholds is not None
+        gw.sink.write(series("fridge-1", "temperature", [8.5, 9.0, 8.8, 9.4], minutes=14))
+        gw.sink.write(series("room-th", "temperature", [26.0, 27.0, 26.5], minutes=14))  # a room is no fridge
+        gw.sink.write(series("fridge-2", "temperature", [9.0, 4.0, 9.0], minutes=14))  # dipped: not sustained
+        events = gw.thresholds.evaluate()
+        assert [(e.device_id, e.type, e.state) for e in events] == [
+            ("fridge-1", EventType.FRIDGE_WARM, EventState.ACTIVE)]
+        assert gw.thresholds.evaluate() == []  # still warm: no repeat
+        wait_for(lambda: "/staff" in webhooks.paths(), what="director notified")
+        note = next(r for r in webhooks.received if r.path == "/staff").json()
+        assert "冰箱温度过高" in note["title"]
+        with gw.sessions() as s:
+            [incident] = s.scalars(select(Incident)).all()
+        assert (incident.type, incident.route) == ("env.fridge_warm", "environment")
+        gw.sink.write(series("fridge-1", "temperature", [6.5], minutes=0.1))
+        assert [(e.type, e.state) for e in gw.thresholds.evaluate()] == [(EventType.FRIDGE_WARM, EventState.CLEAR)]
+
+
+def test_co2_mean_from_influxdb_with_an_institution_override(tmp_path: Path, influx: InfluxServer) -> None:
+    sink = InfluxSink(influx.url, "anxin", spool_dir=tmp_path)
+    sink.write(series("class-1", "co2", [900, 920, 910, 905], minutes=9))
+    sink.write(series("class-2", "co2", [1200, 1300, 1250], minutes=9))
+    sink.close()
+    base = load_thresholds()
+    config = ThresholdConfig(rules=[r for r in base.rules if r.name == "co2"],
+                             overrides=[Override(rule="co2", institution="strict", above=850, clear_below=800)])
+    institutions = {"class-1": "strict", "class-2": "default"}
+    emitted: list[object] = []
+    evaluator = ThresholdEvaluator(config, InfluxWindowSource(influx.url, "anxin"),
+                                   lambda d: (institutions.get(d), "env_monitor"), emitted.extend)
+    events = evaluator.evaluate()
+    assert sorted((e.device_id, e.detail["limit"]) for e in events) == [("class-1", 850), ("class-2", 1000)]
+    assert events == emitted
+
+
+def test_rules_are_validated() -> None:
+    with pytest.raises(ValueError, match="hysteresis"):
+        Rule(name="x", metric="co2", statistic="min", window_s=60, above=10, clear_below=20, event=EventType.CO2_HIGH)
+    with pytest.raises(ValueError, match="env"):
+        Rule(name="x", metric="co2", statistic="min", window_s=60, above=10, clear_below=5, event=EventType.SMOKE)
