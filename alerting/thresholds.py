@@ -1,4 +1,5 @@
-"""Threshold rules on readings (CO2 for 10 min, formaldehyde 1 h mean, fridge above 8 °C for 15 min).
+"""Rules on readings: thresholds (CO2 for 10 min, formaldehyde 1 h mean, fridge above 8 °C for 15 min)
+and silence (a device that stopped reporting is offline).
 
 Evaluated periodically from the time-series store, not from the message stream: with several ingest
 workers a device's readings are spread over processes, and the standards' averaging windows are what
@@ -113,7 +114,8 @@ Emit = Callable[[Sequence[Event]], None]
 
 class ThresholdEvaluator:
     def __init__(self, config: ThresholdConfig, source: WindowSource, device_info: DeviceInfo, emit: Emit,
-                 interval_s: float = 30.0, min_readings: int = 2) -> None:
+                 interval_s: float = 30.0, min_readings: int = 2, offline: OfflineDetector | None = None) -> None:
+        self.offline = offline
         self._config = config
         self._source = source
         self._device_info = device_info
@@ -137,6 +139,8 @@ class ThresholdEvaluator:
         while not self._stop.wait(self._interval):
             try:
                 self.evaluate()
+                if self.offline is not None:
+                    self.offline.evaluate()
             except Exception:  # the store may be down: try again next round
                 log.exception("threshold evaluation failed")
 
@@ -160,6 +164,70 @@ class ThresholdEvaluator:
                 elif key in self._active and value < clear_below:
                     self._active.discard(key)
                     events.append(Event(device, rule.event, EventState.CLEAR, now, institution, detail))
+        if events:
+            self._emit(events)
+        return events
+
+
+class LastSeenSource(Protocol):
+    def last_seen(self, lookback_s: int) -> dict[str, float]:
+        """device id -> epoch seconds of its newest reading within the lookback."""
+
+
+def influx_last_seen(source: InfluxWindowSource, lookback_s: int) -> dict[str, float]:
+    q = f'SELECT last("value") FROM /.*/ WHERE time > now() - {int(lookback_s)}s GROUP BY "device_id"'
+    resp = source._client.post("/query", params={**source._params, "epoch": "s"}, data={"q": q})
+    resp.raise_for_status()
+    out: dict[str, float] = {}
+    for series in resp.json()["results"][0].get("series", []):
+        device = series["tags"]["device_id"]
+        out[device] = max(out.get(device, 0.0), float(series["values"][0][0]))
+    return out
+
+
+def sqlite_last_seen(source: SqliteWindowSource, lookback_s: int) -> dict[str, float]:
+    since = int((datetime.now(UTC).timestamp() - lookback_s) * 1e9)
+    with sqlite3.connect(source._path) as conn:
+        rows = conn.execute("SELECT device_id, max(ts_ns) FROM readings WHERE ts_ns > ? GROUP BY device_id",
+                            (since,)).fetchall()
+    return {d: ts / 1e9 for d, ts in rows}
+
+
+class OfflineDetector:
+    """A registered device whose profile names a heartbeat interval is offline when nothing arrived for
+    ``factor`` intervals; it is back online with its next reading. (Devices that say so themselves —
+    LWT, zigbee2mqtt availability — raise device.offline through their profiles at once.)"""
+
+    def __init__(self, last_seen: Callable[[int], dict[str, float]], devices: Callable[[], dict[str, tuple[
+            str | None, int]]], emit: Emit, *, factor: float = 2.5, started_at: float | None = None) -> None:
+        self._last_seen = last_seen
+        self._devices = devices  # device id -> (institution, heartbeat interval s)
+        self._emit = emit
+        self._factor = factor
+        self._started = started_at if started_at is not None else datetime.now(UTC).timestamp()
+        self._offline: set[str] = set()
+
+    def evaluate(self) -> list[Event]:
+        devices = self._devices()
+        if not devices:
+            return []
+        now = datetime.now(UTC)
+        lookback = int(max(interval for _, interval in devices.values()) * self._factor * 2)
+        seen = self._last_seen(lookback)
+        events: list[Event] = []
+        for device, (institution, interval) in devices.items():
+            limit = interval * self._factor
+            # a device never heard of counts from the gateway's start, not from 1970
+            last = seen.get(device, self._started)
+            silent = now.timestamp() - last
+            if device not in self._offline and silent > limit:
+                self._offline.add(device)
+                events.append(Event(device, EventType.OFFLINE, EventState.ACTIVE, now, institution,
+                                    {"rule": "heartbeat", "silent_s": round(silent), "limit_s": limit}))
+            elif device in self._offline and silent <= limit:
+                self._offline.discard(device)
+                events.append(Event(device, EventType.OFFLINE, EventState.CLEAR, now, institution,
+                                    {"rule": "heartbeat", "silent_s": round(silent)}))
         if events:
             self._emit(events)
         return events

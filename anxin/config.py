@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     alerting_retry_backoff_s: float = Field(default=0.5, ge=0)
     thresholds: Path = DEFAULT_THRESHOLDS  # threshold rules on readings (CO2, HCHO, PM2.5, fridge)
     thresholds_interval_s: float = Field(default=30.0, gt=0)
+    offline_factor: float = Field(default=2.5, gt=1)  # offline after this many silent heartbeat intervals
     public_url: str = "http://127.0.0.1:8080"  # base of acknowledge links in messages
     smtp_host: str | None = None  # email channel, when set
     smtp_port: int = 25

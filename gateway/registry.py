@@ -45,6 +45,9 @@ class Registry:
     def lookup(self, device_id: str) -> DeviceInfo | None:
         return self._devices.get(device_id)
 
+    def items(self) -> list[tuple[str, DeviceInfo]]:
+        return list(self._devices.items())
+
     @property
     def assigned(self) -> Mapping[str, str]:
         return self._assigned

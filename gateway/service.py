@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,10 +15,12 @@ from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.routing import load_routing
 from alerting.thresholds import (
     InfluxWindowSource,
+    OfflineDetector,
     SqliteWindowSource,
     ThresholdEvaluator,
-    WindowSource,
+    influx_last_seen,
     load_thresholds,
+    sqlite_last_seen,
 )
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
@@ -107,16 +110,29 @@ class Gateway:
         if settings.alerting_enabled:
             self.alerting = make_alerting(settings, self.sessions, self.metrics)
             self.events.listeners.append(self.alerting.on_events)
-            self.thresholds = ThresholdEvaluator(load_thresholds(settings.thresholds), self._window_source(),
-                                                 self._device_info, self._emit_rule_events,
-                                                 interval_s=settings.thresholds_interval_s)
+            source = self._window_source()
+            last_seen = (functools.partial(sqlite_last_seen, source) if isinstance(source, SqliteWindowSource)
+                         else functools.partial(influx_last_seen, source))
+            offline = OfflineDetector(last_seen, self._heartbeat_devices, self._emit_rule_events,
+                                      factor=settings.offline_factor)
+            self.thresholds = ThresholdEvaluator(load_thresholds(settings.thresholds), source, self._device_info,
+                                                 self._emit_rule_events, interval_s=settings.thresholds_interval_s,
+                                                 offline=offline)
         self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
                            lambda: float(self.telemetry.pending()))
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
                            lambda: float(self.writer.pending()))
         self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
 
-    def _window_source(self) -> WindowSource:
+    def _heartbeat_devices(self) -> dict[str, tuple[str | None, int]]:
+        out: dict[str, tuple[str | None, int]] = {}
+        for device_id, info in self.registry.items():
+            profile = self.profiles.by_name.get(info.profile or "")
+            if profile is not None and profile.spec.heartbeat_interval_s:
+                out[device_id] = (info.institution_id, profile.spec.heartbeat_interval_s)
+        return out
+
+    def _window_source(self) -> InfluxWindowSource | SqliteWindowSource:
         s = self.settings
         if s.telemetry_sink == "sqlite":
             return SqliteWindowSource(s.sqlite_telemetry_path)

@@ -82,3 +82,30 @@ def test_rules_are_validated() -> None:
         Rule(name="x", metric="co2", statistic="min", window_s=60, above=10, clear_below=20, event=EventType.CO2_HIGH)
     with pytest.raises(ValueError, match="env"):
         Rule(name="x", metric="co2", statistic="min", window_s=60, above=10, clear_below=5, event=EventType.SMOKE)
+
+
+def test_silent_device_goes_offline_and_comes_back(tmp_path: Path, webhooks: WebhookReceiver) -> None:
+    """A registered device silent for more than factor x its profile's heartbeat interval is offline."""
+    registry = directory(webhooks.url)
+    registry["devices"].append({"id": "th-quiet", "institution": "xm-001", "profile": "zigbee2mqtt-temp-humidity"})
+    registry["devices"].append({"id": "th-chatty", "institution": "xm-001", "profile": "zigbee2mqtt-temp-humidity"})
+    settings = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", thresholds_interval_s=3600,
+                                alerting_tick_s=0.05)
+    with running_gateway(settings, registry=registry, mqtt=False) as gw:
+        assert gw.thresholds is not None and gw.thresholds.offline is not None
+        detector = gw.thresholds.offline
+        heartbeat = gw.profiles.by_name["zigbee2mqtt-temp-humidity"].spec.heartbeat_interval_s
+        assert heartbeat == 3600
+        long_ago = datetime.now(UTC) - timedelta(seconds=heartbeat * 3)
+        gw.sink.write([Reading("th-quiet", "temperature", 21.0, long_ago, "xm-001"),
+                       Reading("th-chatty", "temperature", 21.0, datetime.now(UTC), "xm-001")])
+        detector._started = long_ago.timestamp()  # the gateway has been up long enough to judge silence
+        events = detector.evaluate()
+        offline = {(e.device_id, e.type, e.state) for e in events}
+        assert ("th-quiet", EventType.OFFLINE, EventState.ACTIVE) in offline
+        assert not any(d == "th-chatty" for d, _, _ in offline)
+        assert detector.evaluate() == []  # still silent: said once
+        wait_for(lambda: "/contractor" in webhooks.paths(), what="contractor told (faults route)")
+        gw.sink.write([Reading("th-quiet", "temperature", 21.5, datetime.now(UTC), "xm-001")])
+        back = [(e.device_id, e.state) for e in detector.evaluate() if e.device_id == "th-quiet"]
+        assert back == [("th-quiet", EventState.CLEAR)]
