@@ -10,6 +10,10 @@ from anxin.model import Reading
 
 class TelemetrySink(Protocol):
     def write(self, readings: Sequence[Reading]) -> None:
-        """Return only once the batch is durable (stored, or spooled on disk); raise if even that fails."""
+        """Return only once the batch is durable: stored, or safely spooled on disk.
 
-    def close(self) -> None: ...
+        Raises only if even that is impossible (disk full); the caller then keeps the batch and retries.
+        """
+
+    def close(self) -> None:
+        """Release connections and threads; anything spooled stays on disk for the next start."""

@@ -43,7 +43,7 @@ class _Result(enum.Enum):
 
 
 class InfluxSink:
-    """TelemetrySink for InfluxDB. Thread-safe: one lock orders live writes and replays."""
+    """TelemetrySink for InfluxDB. Thread-safe: write() from any thread while the replay thread runs."""
 
     def __init__(
         self,
@@ -63,7 +63,9 @@ class InfluxSink:
     ) -> None:
         self.database = database
         auth = httpx.BasicAuth(username, password or "") if username else None  # not u/p in URLs: no leaks in logs
-        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, auth=auth)
+        # connect fails fast when the host is gone; reads may take a while when InfluxDB is busy compacting
+        self._client = httpx.Client(base_url=url.rstrip("/"), timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+                                    auth=auth)
         self._params: dict[str, str] = {"db": database, "precision": "ns"}
         if retention_policy:
             self._params["rp"] = retention_policy
@@ -75,12 +77,16 @@ class InfluxSink:
         self.rejected_dir = self.spool.directory / "rejected"
         self._create_database = create_database
         self._need_db = create_database
-        self._lock = threading.Lock()  # one sender at a time keeps batches in order
+        # _write_lock: one writer at a time decides "send now or spool". _send_lock: one HTTP sender at a
+        # time (live write or replay), so batches reach InfluxDB in order. Appending to the spool needs
+        # only the first, so write() never waits behind a slow replay request.
+        self._write_lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._closed = False
         self._rejected_seq = 0
-        # counters for the metrics endpoint (written under self._lock, read without it)
+        # counters for the metrics endpoint (each written under one lock, read without)
         self.points_written = 0
         self.batches_spooled = 0
         self.batches_replayed = 0
@@ -107,27 +113,34 @@ class InfluxSink:
         body = encode(readings)
         if not body:
             return
-        with self._lock:
-            if not self.spool:
-                for attempt in range(self._max_attempts):
-                    result = self._send(body)
-                    if result is not _Result.FAILED:
-                        return
-                    if attempt + 1 < self._max_attempts:
-                        time.sleep(min(self._backoff * 2**attempt, self._max_backoff))
-                log.warning("InfluxDB unavailable after %d attempts: spooling to %s", self._max_attempts,
-                            self.spool.directory)
+        with self._write_lock:
+            # Behind a non-empty spool (InfluxDB was down, or replay is catching up) a batch just queues:
+            # that keeps the order, and never waits for the replay thread's network round trips.
+            if not self.spool and self._send_with_retries(body):
+                return
             self.spool.append(body)  # raises only if the disk fails: the caller keeps the batch
             self.batches_spooled += 1
         self._wake.set()
+
+    def _send_with_retries(self, body: bytes) -> bool:
+        """A few quick attempts; False if InfluxDB is unavailable and the batch must be spooled."""
+        with self._send_lock:
+            for attempt in range(self._max_attempts):
+                if attempt:
+                    time.sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
+                if self._send(body) is not _Result.FAILED:
+                    return True
+        log.warning("InfluxDB unavailable after %d attempts: spooling to %s", self._max_attempts,
+                    self.spool.directory)
+        return False
 
     def close(self) -> None:
         """Stop the replay thread and the HTTP client; a non-empty spool stays on disk for next time."""
         self._closed = True
         self._stop.set()
         self._wake.set()
-        self._thread.join(self._client.timeout.read or 10.0 + 5.0)
-        with self._lock:
+        self._thread.join((self._client.timeout.read or 10.0) + 5.0)
+        with self._send_lock:
             self._client.close()
         if self.spool:
             log.warning("InfluxSink closed with %d batches still spooled in %s", self.spool.segments,
@@ -135,7 +148,7 @@ class InfluxSink:
 
     # -- sending -----------------------------------------------------------------------------------
     def _send(self, body: bytes) -> _Result:
-        """One attempt at /write. Caller holds self._lock."""
+        """One attempt at /write. Caller holds self._send_lock."""
         if self._need_db and not self._ensure_database():
             return _Result.FAILED
         headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -176,17 +189,19 @@ class InfluxSink:
         return _Result.REJECTED
 
     def _ensure_database(self) -> bool:
-        """CREATE DATABASE (idempotent in InfluxDB). Caller holds self._lock, or is the replay thread at start."""
+        """CREATE DATABASE (idempotent in InfluxDB). Caller holds self._send_lock."""
         name = self.database.replace("\\", "\\\\").replace('"', '\\"')
         try:
             resp = self._client.post("/query", data={"q": f'CREATE DATABASE "{name}"'})
         except httpx.TransportError:
             return False
-        if resp.status_code != 200 or '"error"' in resp.text:
-            log.error("CREATE DATABASE %r failed (%d): %s", self.database, resp.status_code, resp.text[:300])
-            return False
-        log.info("InfluxDB database %r ready", self.database)
         self._need_db = False
+        if resp.status_code != 200 or '"error"' in resp.text:
+            # e.g. a user without admin rights: the database may well exist, so go on and write; if it
+            # does not, /write answers "database not found" and this is tried again (with backoff).
+            log.error("CREATE DATABASE %r failed (%d): %s", self.database, resp.status_code, resp.text[:300])
+        else:
+            log.info("InfluxDB database %r ready", self.database)
         return True
 
     def _reject(self, body: bytes, error: str) -> None:
@@ -202,49 +217,60 @@ class InfluxSink:
 
     def _ping(self) -> bool:
         try:
-            return self._client.get("/ping").status_code == 204
+            return self._client.get("/ping", timeout=min(self._client.timeout.read or 5.0, 5.0)).status_code == 204
         except httpx.TransportError:
             return False
 
     # -- replay ------------------------------------------------------------------------------------
     def _replay_loop(self) -> None:
         backoff = self._backoff
+        reachable = False  # /ping is asked only after a failure, not before every segment
         replayed_run = 0
         while not self._stop.is_set():
-            if self._need_db:  # at start (InfluxDB may be down) and after "database not found"
-                with self._lock:
-                    ok = not self._need_db or self._ensure_database()
-                if not ok:
+            try:
+                if self._need_db:  # at start (InfluxDB may be down then) and after "database not found"
+                    with self._send_lock:
+                        ok = not self._need_db or self._ensure_database()
+                    if not ok:
+                        self._stop.wait(backoff)
+                        backoff = min(backoff * 2, self._max_backoff)
+                        continue
+                if not self.spool:
+                    if replayed_run:
+                        log.info("InfluxDB spool drained: %d batches replayed", replayed_run)
+                        replayed_run = 0
+                    backoff = self._backoff
+                    reachable = False  # whatever refills the spool was a failed write: ping first
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
+                if not reachable and not self._ping():
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
                     continue
-            if not self.spool:
-                if replayed_run:
-                    log.info("InfluxDB spool drained: %d batches replayed", replayed_run)
-                    replayed_run = 0
+                result = self._replay_oldest()
+            except Exception:  # e.g. the disk failing under rejected/: keep the thread alive, try again later
+                log.exception("InfluxDB spool replay failed")
+                result = _Result.FAILED
+            reachable = result is not _Result.FAILED
+            if reachable:
                 backoff = self._backoff
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            if not self._ping():
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    break
-                head = self.spool.oldest()
-                if head is None:
-                    continue
-                number, body = head
-                result = self._send(body)
-                if result is not _Result.FAILED:
-                    self.spool.remove(number)
-                if result is _Result.OK:
-                    self.batches_replayed += 1
-                    replayed_run += 1
-            if result is _Result.FAILED:
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                replayed_run += result is _Result.OK
             else:
-                backoff = self._backoff
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def _replay_oldest(self) -> _Result:
+        with self._send_lock:
+            if self._stop.is_set():
+                return _Result.FAILED
+            head = self.spool.oldest()
+            if head is None:
+                return _Result.OK
+            number, body = head
+            result = self._send(body)
+            if result is not _Result.FAILED:
+                self.spool.remove(number)
+            if result is _Result.OK:
+                self.batches_replayed += 1
+            return result
