@@ -162,7 +162,8 @@ class AlertingEngine:
         now = now_utc()
         opened: list[str] = []
         with self._sessions.begin() as s:
-            cursor = s.get(AlertingCursor, CURSOR, with_for_update=True)
+            # SKIP LOCKED: while one instance reads a batch, the others go on sending due steps
+            cursor = s.get(AlertingCursor, CURSOR, with_for_update={"skip_locked": True})
             if cursor is None:
                 return 0
             me = self.options.instance_id
