@@ -67,7 +67,8 @@ class EventRecord(Base):
     """Every alarm/fault/availability event as decoded (the raw end of the audit trail)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_device_ts", "device_id", "ts"),)
+    __table_args__ = (Index("ix_events_device_ts", "device_id", "ts"),
+                      Index("ix_events_device_type_id", "device_id", "type", "id"))  # latest state per key
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(200))
