@@ -457,8 +457,8 @@ def _addresses(contact: Contact) -> list[tuple[str, str, str]]:
         out.append(("webhook", contact.webhook_url, contact.webhook_secret))
     if contact.email:
         out.append(("email", contact.email, ""))
-    if contact.chat_kind and contact.chat_url:
-        out.append((contact.chat_kind, contact.chat_url, contact.chat_secret))
+    if contact.channel and contact.channel_address:
+        out.append((contact.channel, contact.channel_address, contact.channel_secret))
     return out
 
 

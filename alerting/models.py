@@ -28,9 +28,9 @@ class Contact(Base):
     email: Mapped[str] = mapped_column(String(200), default="")
     webhook_url: Mapped[str] = mapped_column(String(500), default="")
     webhook_secret: Mapped[str] = mapped_column(String(200), default="")
-    chat_kind: Mapped[str] = mapped_column(String(20), default="")  # dingtalk | wecom | feishu
-    chat_url: Mapped[str] = mapped_column(String(500), default="")
-    chat_secret: Mapped[str] = mapped_column(String(200), default="")
+    channel: Mapped[str] = mapped_column(String(20), default="")  # dingtalk | wecom | feishu | sia_dc09
+    channel_address: Mapped[str] = mapped_column(String(500), default="")
+    channel_secret: Mapped[str] = mapped_column(String(200), default="")
 
 
 class Incident(Base):

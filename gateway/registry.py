@@ -92,7 +92,8 @@ def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) ->
                 id=str(c["id"]), role=c["role"], name=c.get("name", ""), institution_id=c.get("institution"),
                 district=c.get("district", ""), phone=str(c.get("phone", "")), email=c.get("email", ""),
                 webhook_url=c.get("webhook_url", ""), webhook_secret=c.get("webhook_secret", ""),
-                chat_kind=c.get("chat_kind", ""), chat_url=c.get("chat_url", ""), chat_secret=c.get("chat_secret", "")))
+                channel=c.get("channel", ""), channel_address=c.get("channel_address", ""),
+                channel_secret=c.get("channel_secret", "")))
         for w in data.get("drills") or []:
             s.add(DrillWindow(institution_id=w["institution"], starts_at=_utc(w["starts_at"]),
                               ends_at=_utc(w["ends_at"]), note=w.get("note", "")))

@@ -238,12 +238,12 @@ def test_chat_robots_get_their_documented_formats(tmp_path: Path, mosquitto: Mos
                                                   webhooks: WebhookReceiver) -> None:
     registry = directory(webhooks.url)
     registry["contacts"] += [
-        {"id": "ding", "role": "contractor", "institution": "xm-001", "chat_kind": "dingtalk",
-         "chat_url": f"{webhooks.url}/robot/send?access_token=t1", "chat_secret": "SECding"},
-        {"id": "wecom", "role": "contractor", "institution": "xm-001", "chat_kind": "wecom",
-         "chat_url": f"{webhooks.url}/cgi-bin/webhook/send?key=k1"},
-        {"id": "feishu", "role": "contractor", "institution": "xm-001", "chat_kind": "feishu",
-         "chat_url": f"{webhooks.url}/open-apis/bot/v2/hook/h1", "chat_secret": "feishu-secret"},
+        {"id": "ding", "role": "contractor", "institution": "xm-001", "channel": "dingtalk",
+         "channel_address": f"{webhooks.url}/robot/send?access_token=t1", "channel_secret": "SECding"},
+        {"id": "wecom", "role": "contractor", "institution": "xm-001", "channel": "wecom",
+         "channel_address": f"{webhooks.url}/cgi-bin/webhook/send?key=k1"},
+        {"id": "feishu", "role": "contractor", "institution": "xm-001", "channel": "feishu",
+         "channel_address": f"{webhooks.url}/open-apis/bot/v2/hook/h1", "channel_secret": "feishu-secret"},
     ]
     settings = settings_for(tmp_path, mosquitto.port)
     with running_gateway(settings, registry=registry), Publisher(mosquitto.port) as pub:

@@ -64,9 +64,9 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=200), nullable=False),
     sa.Column('webhook_url', sa.String(length=500), nullable=False),
     sa.Column('webhook_secret', sa.String(length=200), nullable=False),
-    sa.Column('chat_kind', sa.String(length=20), nullable=False),
-    sa.Column('chat_url', sa.String(length=500), nullable=False),
-    sa.Column('chat_secret', sa.String(length=200), nullable=False),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('channel_address', sa.String(length=500), nullable=False),
+    sa.Column('channel_secret', sa.String(length=200), nullable=False),
     sa.ForeignKeyConstraint(['institution_id'], ['institutions.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
