@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.routing import load_routing
+from alerting.sia_dc09 import SiaDc09Channel
 from alerting.thresholds import (
     InfluxWindowSource,
     OfflineDetector,
@@ -58,7 +59,7 @@ def make_sink(settings: Settings) -> TelemetrySink:
 
 
 def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> AlertingEngine:
-    channels: list[Channel] = [WebhookChannel(), DingTalkRobot(), WeComRobot(), FeishuRobot()]
+    channels: list[Channel] = [WebhookChannel(), DingTalkRobot(), WeComRobot(), FeishuRobot(), SiaDc09Channel()]
     if settings.smtp_host:
         channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
                                      username=settings.smtp_username, password=settings.smtp_password,
