@@ -85,6 +85,19 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drills(args: argparse.Namespace) -> int:
+    from alerting.drills import drill_records
+    from anxin.config import Settings
+    from anxin.db import init_db, make_engine
+
+    year, quarter = (int(x) for x in args.quarter.upper().split("Q"))
+    records = drill_records(init_db(make_engine(Settings().database_url)), year, quarter)
+    print("机构 Institution\t季度 Quarter\t演练 Drills\t演练报警 Drill alarms\t达标 Compliant")
+    for r in records:
+        print(f"{r.institution}\t{r.quarter}\t{r.drills}\t{r.drill_alarms}\t{'是 yes' if r.compliant else '否 NO'}")
+    return 0 if all(r.compliant for r in records) else 1
+
+
 def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bool, simulate: bool,
            registry_file: Path | None) -> int:
     import uvicorn
@@ -178,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("registry-import", help="import institutions and devices from a YAML file")
     p.add_argument("file", type=Path)
     p.set_defaults(func=cmd_registry_import)
+
+    p = sub.add_parser("drills", help="quarterly drill record per institution (exit 1 if one is missing)")
+    p.add_argument("quarter", help="e.g. 2026Q4")
+    p.set_defaults(func=cmd_drills)
 
     p = sub.add_parser("gateway", help="run the gateway (configuration from ANXIN_* environment variables)")
     p.set_defaults(func=cmd_gateway)
