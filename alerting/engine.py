@@ -35,7 +35,7 @@ from alerting.models import (
     Incident,
     TimelineEntry,
 )
-from alerting.routing import RECEIVERS, Policy, RoutingConfig, decide, severity_of
+from alerting.routing import RECEIVERS, RoutingConfig, decide, severity_of
 from anxin.db import Device, EventRecord, Institution
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
@@ -230,7 +230,7 @@ class AlertingEngine:
         incident = Incident(open_key=key, institution_id=e.institution_id, device_id=e.device_id, type=e.type.value,
                             severity=severity, state="triggered", drill=drill, opened_at=now, last_event_at=e.ts,
                             route=decision.route if decision else "",
-                            policy=self._policy_name(decision.policy) if decision else "")
+                            policy=decision.policy_name if decision else "")
         s.add(incident)
         s.flush()
         s.add(TimelineEntry(incident_id=incident.id, at=now, action="opened", detail={
@@ -245,9 +245,6 @@ class AlertingEngine:
             s.add(EscalationStep(incident_id=incident.id, step_no=no, due_at=now + timedelta(seconds=step.after_s),
                                  roles=roles))
         return incident.id
-
-    def _policy_name(self, policy: Policy) -> str:
-        return next(name for name, p in self._routing.policies.items() if p is policy)
 
     @staticmethod
     def _in_drill(s: Session, institution_id: str, at: datetime) -> bool:
@@ -461,5 +458,3 @@ def _addresses(contact: Contact) -> list[tuple[str, str, str]]:
         out.append((contact.channel, contact.channel_address, contact.channel_secret))
     return out
 
-
-__all__ = ["AlertingEngine", "AlertingOptions", "EventType", "TransitionError"]

@@ -106,6 +106,7 @@ class RoutingConfig(_Strict):
 class Decision(_Strict):
     route: str
     receivers: list[str]
+    policy_name: str
     policy: Policy
 
 
@@ -117,7 +118,8 @@ def decide(config: RoutingConfig, event_type: str, severity: str, district: str,
            at: datetime, drill: bool) -> Decision | None:
     """Receivers and policy for an incident; None when no route matches (nobody is notified)."""
     if drill:  # a drill never reaches police or fire, whatever the routes say
-        return Decision(route="drill", receivers=["drill"], policy=config.policies[config.drill_policy])
+        return Decision(route="drill", receivers=["drill"], policy_name=config.drill_policy,
+                        policy=config.policies[config.drill_policy])
     matched: list[Route] = []
     for route in config.routes:
         if route.match.matches(event_type, severity, district, institution, at):
@@ -127,7 +129,9 @@ def decide(config: RoutingConfig, event_type: str, severity: str, district: str,
     if not matched:
         return None
     receivers = list(dict.fromkeys(r for route in matched for r in route.receivers))
-    return Decision(route=matched[0].name, receivers=receivers, policy=config.policies[matched[0].policy])
+    first = matched[0]
+    return Decision(route=first.name, receivers=receivers, policy_name=first.policy,
+                    policy=config.policies[first.policy])
 
 
 def _parse_hours(text: str) -> tuple[time, time]:

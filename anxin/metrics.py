@@ -10,7 +10,6 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._help: dict[str, str] = {}
         self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
@@ -28,9 +27,6 @@ class Metrics:
     def get(self, name: str, **labels: str) -> float:
         return self._counters.get((name, tuple(sorted(labels.items()))), 0.0)
 
-    def describe(self, name: str, help_text: str) -> None:
-        self._help[name] = help_text
-
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (help_text, read)
 
@@ -42,8 +38,6 @@ class Metrics:
         for (name, labels), value in items:
             if name not in seen:
                 seen.add(name)
-                if name in self._help:
-                    lines.append(f"# HELP {name} {self._help[name]}")
                 lines.append(f"# TYPE {name} counter")
             label_text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
             lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")

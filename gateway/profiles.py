@@ -124,6 +124,9 @@ class ProfileSet:
         cands = self.candidates(topic)
         if not cands:
             raise NoProfileError(f"no profile matches topic {topic!r}")
+        def document(p: CompiledProfile, env: Any) -> Any:
+            return p.parse(payload, True) if raw_bytes else p.complete(env)
+
         errors: list[str] = []
         envelopes: dict[tuple[str, bool], Any] = {}
         ready: list[tuple[CompiledProfile, Any, str]] = []
@@ -144,14 +147,14 @@ class ProfileSet:
                         if len(self._assigned_cache) > 100_000:
                             self._assigned_cache.clear()
                         self._assigned_cache[topic] = (assigned, p, dev)
-                    return Match(p, p.parse(payload, True) if raw_bytes else p.complete(env), dev)
+                    return Match(p, document(p, env), dev)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")
                 continue
             ready.append((p, env, dev))
         for p, env, dev in ready:
             try:
-                doc = p.parse(payload, True) if raw_bytes else p.complete(env)
+                doc = document(p, env)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")
                 continue
