@@ -70,7 +70,7 @@ class AlertingOptions:
     delivery_attempts: int = 3
     retry_backoff_s: float = 0.5
     stale_claim_s: float = 60.0
-    senders: int = 8  # escalation steps sent in parallel
+    senders: int = 8  # escalation steps sent in parallel (each sends to its contacts in parallel too)
 
 
 def now_utc() -> datetime:
@@ -89,6 +89,8 @@ class AlertingEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.options.senders, thread_name_prefix="alerting-send")
+        # One contact's slow or failing channel (retries with backoff) never delays another's message.
+        self._fanout = ThreadPoolExecutor(max_workers=4 * self.options.senders, thread_name_prefix="alerting-deliver")
         self._threads = [
             threading.Thread(target=self._event_loop, name="alerting-events", daemon=True),
             threading.Thread(target=self._escalation_loop, name="alerting-escalation", daemon=True),
@@ -108,6 +110,7 @@ class AlertingEngine:
             if t.is_alive():
                 t.join(10)
         self._pool.shutdown(wait=True)
+        self._fanout.shutdown(wait=True)
 
     def on_events(self, stored: Sequence[tuple[int, Event]]) -> None:
         """EventStore listener (database writer thread): the events are committed, read them now."""
@@ -160,13 +163,24 @@ class AlertingEngine:
     def consume_events(self, limit: int = 200) -> int:
         """Turn the next committed events into incidents, under the lease; returns how many were read."""
         now = now_utc()
+        me = self.options.instance_id
+        with self._sessions() as s:  # a look without writing first: most ticks find nothing new
+            cursor = s.get(AlertingCursor, CURSOR)
+            if cursor is None:
+                return 0
+            lease = cursor.lease_until or now
+            if cursor.lease_owner not in ("", me) and lease > now:
+                return 0
+            fresh = cursor.lease_owner == me and lease > now + timedelta(seconds=LEASE_S / 2)
+            if fresh and s.scalar(select(EventRecord.id).where(EventRecord.id > cursor.last_event_id).limit(1)) is None:
+                return 0
         opened: list[str] = []
+        send_now: list[int] = []
         with self._sessions.begin() as s:
             # SKIP LOCKED: while one instance reads a batch, the others go on sending due steps
             cursor = s.get(AlertingCursor, CURSOR, with_for_update={"skip_locked": True})
             if cursor is None:
                 return 0
-            me = self.options.instance_id
             if cursor.lease_owner not in ("", me) and cursor.lease_until is not None and cursor.lease_until > now:
                 return 0  # another instance reads the events; this one only sends due steps
             cursor.lease_owner = me
@@ -180,15 +194,15 @@ class AlertingEngine:
                 except ValueError:  # written by a newer version: never let it block the alarms behind it
                     log.error("alerting: event %s has unknown type/state %s/%s; skipped", row.id, row.type, row.state)
                     continue
-                _, new = self._apply(s, row.id, event)
+                _, new, claimed = self._apply(s, row.id, event)
+                send_now += claimed
                 if new:
                     opened.append(row.type)
             if rows:
                 cursor.last_event_id = rows[-1].id
         for type_ in opened:
             self._metrics.inc("anxin_incidents_opened_total", type=type_)
-        if opened:
-            self._wake.set()
+        self._send_claimed(send_now)
         return len(rows)
 
     def handle_event(self, event_id: int, e: Event) -> int | None:
@@ -197,15 +211,21 @@ class AlertingEngine:
         for _ in range(3):  # a concurrent instance may open the same key first: then append to it
             try:
                 with self._sessions.begin() as s:
-                    incident_id, new = self._apply(s, event_id, e)
-                if new:
-                    self._wake.set()
+                    incident_id, _, claimed = self._apply(s, event_id, e)
+                self._send_claimed(claimed)
                 return incident_id
             except IntegrityError:
                 continue
         raise RuntimeError(f"could not open or find the incident for event {event_id}")
 
-    def _apply(self, s: Session, event_id: int, e: Event) -> tuple[int | None, bool]:
+    def _send_claimed(self, step_ids: list[int]) -> None:
+        """Steps claimed with their incident go to the senders at once, not at the escalation loop's
+        next look: the first notification leaves as soon as the incident is committed."""
+        for step_id in step_ids:
+            self._pool.submit(self._send_step_logged, step_id).add_done_callback(lambda _: self._wake.set())
+
+    def _apply(self, s: Session, event_id: int, e: Event) -> tuple[int | None, bool, list[int]]:
+        """Open an incident (new: True, with the ids of the steps claimed for sending now) or append."""
         key = f"{e.institution_id or '-'}|{e.device_id}|{e.type.value}"
         incident = s.scalars(select(Incident).where(Incident.open_key == key)).one_or_none()
         if incident is not None:
@@ -213,12 +233,13 @@ class AlertingEngine:
             incident.last_event_at = e.ts
             s.add(TimelineEntry(incident_id=incident.id, action="event", detail={
                 "event_id": event_id, "state": e.state.value, "ts": e.ts.isoformat()}))
-            return incident.id, False
+            return incident.id, False, []
         if e.state is EventState.CLEAR:
-            return None, False
-        return self._open(s, key, event_id, e), True
+            return None, False, []
+        incident_id, claimed = self._open(s, key, event_id, e)
+        return incident_id, True, claimed
 
-    def _open(self, s: Session, key: str, event_id: int, e: Event) -> int:
+    def _open(self, s: Session, key: str, event_id: int, e: Event) -> tuple[int, list[int]]:
         now = now_utc()
         district = ""
         if e.institution_id:
@@ -239,12 +260,19 @@ class AlertingEngine:
         if decision is None:
             s.add(TimelineEntry(incident_id=incident.id, at=now, action="unrouted"))
             log.error("incident %s (%s) matches no route: nobody is notified", incident.id, e.type.value)
-            return incident.id
+            return incident.id, []
+        steps = []
         for no, step in enumerate(decision.policy.steps):
             roles = _expand(step.roles, decision.receivers)
-            s.add(EscalationStep(incident_id=incident.id, step_no=no, due_at=now + timedelta(seconds=step.after_s),
-                                 roles=roles))
-        return incident.id
+            due = now + timedelta(seconds=step.after_s)
+            if step.after_s == 0:  # claimed by this instance in the incident's own transaction
+                steps.append(EscalationStep(incident_id=incident.id, step_no=no, due_at=due, roles=roles,
+                                            status="sending", claimed_by=self.options.instance_id, claimed_at=now))
+            else:
+                steps.append(EscalationStep(incident_id=incident.id, step_no=no, due_at=due, roles=roles))
+        s.add_all(steps)
+        s.flush()
+        return incident.id, [st.id for st in steps if st.status == "sending"]
 
     @staticmethod
     def _in_drill(s: Session, institution_id: str, at: datetime) -> bool:
@@ -314,15 +342,12 @@ class AlertingEngine:
         return claimed
 
     def _send_step(self, step_id: int) -> None:
-        with self._sessions() as s:
+        with self._sessions() as s:  # read everything first; the writes below are transactions of their own
             step = s.get(EscalationStep, step_id)
             assert step is not None
             incident = s.get(Incident, step.incident_id)
             assert incident is not None
-            if incident.state != "triggered":  # acknowledged meanwhile: nothing more to send
-                with self._sessions.begin() as w:
-                    w.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="cancelled"))
-                return
+            cancelled = incident.state != "triggered"  # acknowledged meanwhile: nothing more to send
             contacts = self._contacts(s, incident, step.roles)
             inst = s.get(Institution, incident.institution_id) if incident.institution_id else None
             device = s.get(Device, incident.device_id)
@@ -331,10 +356,12 @@ class AlertingEngine:
                                  incident.device_id, (device.name or device.room) if device else "", incident.opened_at,
                                  step.step_no, self.ack_url(incident.id, c.id)) for c in contacts}
             targets = [(c.id, ch, addr, secret) for c in contacts for ch, addr, secret in _addresses(c)]
-        delivered = 0
-        for contact_id, channel_name, address, secret in targets:
-            if self._deliver(incident_id, step_id, contact_id, channel_name, address, secret, texts[contact_id]):
-                delivered += 1
+        if cancelled:
+            with self._sessions.begin() as w:
+                w.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="cancelled"))
+            return
+        delivered = sum(self._fanout.map(
+            lambda t: self._deliver(incident_id, step_id, t[0], t[1], t[2], t[3], texts[t[0]]), targets))
         now = now_utc()
         with self._sessions.begin() as s:
             s.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="sent", sent_at=now))

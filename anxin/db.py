@@ -5,13 +5,16 @@ SQLite is the default; PostgreSQL works with ``postgresql+psycopg://...``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 
@@ -93,13 +96,25 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(Text)
 
 
+class AlarmLaneTopic(Base):
+    """A topic filter the alarm lane (gateway/alarm_lane.py) has subscribed, held while ``alive_until``
+    lies ahead: until then the ingest sessions leave that topic's messages to the lane."""
+
+    __tablename__ = "alarm_lane_topics"
+
+    topic: Mapped[str] = mapped_column(String(500), primary_key=True)
+    alive_until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    if url.startswith("sqlite"):
+        # A file does not drop connections (no pre-ping); every thread of the gateway may hold one.
+        engine = create_engine(url, pool_size=20, max_overflow=20)
         event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+        return engine
+    return create_engine(url, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -137,4 +152,22 @@ def init_db(engine: Engine) -> sessionmaker[Any]:
     import alerting.models  # noqa: F401  (its tables belong to the same schema)
 
     migrate(engine)
+    if engine.dialect.name == "sqlite":
+        return SerializedWrites(engine, expire_on_commit=False)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class SerializedWrites(sessionmaker[Session]):
+    """SQLite lets one writer in at a time, and a waiting connection polls with sleeps of up to 100 ms
+    (its busy handler), which an alarm cannot afford behind a burst of writes. So this process's write
+    transactions (``sessions.begin()``) queue on a lock instead and start the moment the previous one
+    ends. Reads (``sessions()``) are not held up: WAL readers never wait for the writer."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock = threading.RLock()
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        with self._write_lock, super().begin() as session:
+            yield session

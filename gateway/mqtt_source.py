@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import gmqtt
@@ -47,12 +48,17 @@ class MqttSource:
         receive_maximum: int = 20000,
         session_expiry_s: int = 7 * 24 * 3600,
         keepalive: int = 30,
+        skip: Callable[[str], bool] | None = None,
+        name: str = "mqtt-source",
     ) -> None:
         self._pipeline = pipeline
         self._metrics = metrics
         self._host, self._port, self._keepalive = host, port, keepalive
         self._version = MQTTv50 if protocol == "5" else MQTTv311
-        self._topics = [f"$share/{shared_group}/{t}" if shared_group else t for t in subscriptions]
+        self._share = f"$share/{shared_group}/" if shared_group else ""
+        self._topics = [self._share + t for t in subscriptions]
+        self._skip = skip  # topics another session (the alarm lane) takes care of: acknowledged unread
+        self._suback: dict[int, Future[bool]] = {}
         self._client_id = client_id
         self._credentials = (username, password)
         self._connect_props: dict[str, Any] = (
@@ -64,7 +70,7 @@ class MqttSource:
         self._generation = 0  # bumped per connection; acks from an older connection are dropped
         self._loop = asyncio.new_event_loop()
         self._loop_thread_id: int | None = None
-        self._thread = threading.Thread(target=self._run, name="mqtt-source", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._stop: asyncio.Event | None = None
         self._client: Any = None
         self._acks: list[tuple[int, int]] = []  # (generation, packet id) waiting for the loop thread
@@ -80,6 +86,29 @@ class MqttSource:
             self._thread.join(timeout)
         self.connected.clear()
         self.subscribed.clear()
+
+    def subscribe(self, topics: Sequence[str], timeout: float = 10.0) -> bool:
+        """Add subscriptions while running (from another thread); True once the broker granted all."""
+        if not topics or not self.connected.is_set():
+            return False
+        futures: list[Future[bool]] = []
+        for i in range(0, len(topics), 200):  # keep SUBSCRIBE packets small
+            chunk = [self._share + t for t in topics[i:i + 200]]
+            future: Future[bool] = Future()
+            self._loop.call_soon_threadsafe(self._send_subscribe, chunk, future)
+            futures.append(future)
+        try:
+            return all(f.result(timeout) for f in futures)
+        except TimeoutError:
+            return False
+
+    def _send_subscribe(self, topics: list[str], future: Future[bool]) -> None:
+        try:
+            mid = self._client.subscribe([gmqtt.Subscription(t, qos=1) for t in topics])
+        except Exception as exc:  # not connected any more
+            future.set_exception(exc)
+            return
+        self._suback[mid] = future
 
     def _run(self) -> None:
         self._loop_thread_id = threading.get_ident()
@@ -128,13 +157,18 @@ class MqttSource:
         self._metrics.inc("anxin_mqtt_connects_total")
         self.connected.set()
         if not client.subscriptions:
-            client.subscribe([gmqtt.Subscription(t, qos=1) for t in self._topics])
+            if self._topics:
+                client.subscribe([gmqtt.Subscription(t, qos=1) for t in self._topics])
         else:  # a reconnect: the broker may have dropped the session (expiry), so ask again
             for sub in client.subscriptions:
                 client.resubscribe(sub)
 
-    def _on_subscribe(self, _client: Any, _mid: int, granted: Any, _props: Any) -> None:
-        if any(q >= 0x80 for q in granted):
+    def _on_subscribe(self, _client: Any, mid: int, granted: Any, _props: Any) -> None:
+        ok = not any(q >= 0x80 for q in granted)
+        future = self._suback.pop(mid, None)
+        if future is not None:
+            future.set_result(ok)
+        if not ok:
             log.error("MQTT subscription refused: %s", granted)
             return
         self.subscribed.set()
@@ -145,11 +179,20 @@ class MqttSource:
         log.warning("MQTT disconnected from %s:%s", self._host, self._port)
 
     def _on_qos0_message(self, _client: Any, topic: Any, payload: bytes, _qos: int, _props: Any) -> int:
-        self._pipeline.submit(_topic(topic), payload, None, source="mqtt")
+        name = _topic(topic)
+        if self._skip is not None and self._skip(name):
+            self._metrics.inc("anxin_mqtt_left_to_alarm_lane_total")
+            return 0
+        self._pipeline.submit(name, payload, None, source="mqtt")
         return 0
 
     def _on_qos1_publish(self, mid: int, payload: bytes, topic: Any, _props: Any) -> None:
-        self._pipeline.submit(_topic(topic), payload, self._acker(mid), source="mqtt")
+        name = _topic(topic)
+        if self._skip is not None and self._skip(name):
+            self._metrics.inc("anxin_mqtt_left_to_alarm_lane_total")
+            self._send_ack(self._generation, mid)
+            return
+        self._pipeline.submit(name, payload, self._acker(mid), source="mqtt")
 
     # -- acknowledgements --------------------------------------------------------------------------
     def _acker(self, mid: int) -> Callable[[], None]:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +28,7 @@ from anxin.config import Settings
 from anxin.db import init_db, make_engine
 from anxin.metrics import Metrics
 from anxin.model import Event
+from gateway.alarm_lane import AlarmLane, LaneTopics
 from gateway.db_writer import DbWriter
 from gateway.dead_letters import DeadLetterStore
 from gateway.event_store import EventStore
@@ -92,20 +94,18 @@ class Gateway:
         )
         self.pipeline = Pipeline(self.profiles, self.registry, self.events, self.telemetry, self.dead_letters,
                                  self.metrics, duplicate_window_s=settings.duplicate_window_s)
-        self.mqtt = MqttSource(
-            self.pipeline,
-            self.metrics,
-            host=settings.mqtt_host,
-            port=settings.mqtt_port,
-            client_id=settings.mqtt_client_id,
-            subscriptions=self.profiles.subscriptions(),
-            protocol=settings.mqtt_protocol,
-            shared_group=settings.mqtt_shared_group,
-            username=settings.mqtt_username,
-            password=settings.mqtt_password,
-            receive_maximum=settings.mqtt_receive_maximum,
-            session_expiry_s=settings.mqtt_session_expiry_s,
-        )
+        self.lane_topics = LaneTopics(self.sessions)
+        self.lane_topics.refresh()
+        self.mqtt = self._mqtt_source(settings.mqtt_client_id, self.profiles.subscriptions(),
+                                      settings.mqtt_shared_group,
+                                      skip=self.lane_topics.skip if settings.alarm_lane else None)
+        self.alarm_lane: AlarmLane | None = None
+        if settings.alarm_lane and settings.alerting_enabled:
+            group = settings.mqtt_shared_group
+            lane_source = self._mqtt_source(f"{settings.mqtt_client_id}-alarms", [], f"{group}-alarms" if group else "",
+                                            name="mqtt-alarm-lane")
+            self.alarm_lane = AlarmLane(lane_source, self.registry, self.profiles, self.sessions,
+                                        on_renew=self.lane_topics.refresh)
         self.alerting: AlertingEngine | None = None
         self.thresholds: ThresholdEvaluator | None = None
         if settings.alerting_enabled:
@@ -124,6 +124,14 @@ class Gateway:
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
                            lambda: float(self.writer.pending()))
         self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
+
+    def _mqtt_source(self, client_id: str, subscriptions: list[str], shared_group: str, **kwargs: Any) -> MqttSource:
+        s = self.settings
+        return MqttSource(self.pipeline, self.metrics, host=s.mqtt_host, port=s.mqtt_port, client_id=client_id,
+                          subscriptions=subscriptions, protocol=s.mqtt_protocol, shared_group=shared_group,
+                          username=s.mqtt_username, password=s.mqtt_password,
+                          receive_maximum=s.mqtt_receive_maximum, session_expiry_s=s.mqtt_session_expiry_s,
+                          **kwargs)
 
     def _heartbeat_devices(self) -> dict[str, tuple[str | None, int]]:
         out: dict[str, tuple[str | None, int]] = {}
@@ -157,6 +165,9 @@ class Gateway:
         self.writer.start()
         self.telemetry.start()
         self.registry.start()
+        if self.alarm_lane is not None:  # before ingest, so it holds its topics first
+            self.alarm_lane.start()
+        self.lane_topics.start()
         if mqtt:
             self.mqtt.start()
         log.info("gateway started: %d profiles, %d devices, subscriptions %s", len(self.profiles.by_name),
@@ -165,6 +176,9 @@ class Gateway:
     def stop(self) -> None:
         # Flush while still connected so the final acks reach the broker; anything later is redelivered.
         self.registry.stop()
+        self.lane_topics.stop()
+        if self.alarm_lane is not None:  # releases its topics: ingest takes them back at once
+            self.alarm_lane.stop()
         self.telemetry.stop()
         self.writer.stop()
         self.mqtt.stop()

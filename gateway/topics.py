@@ -23,6 +23,17 @@ class TopicTemplate:
         m = self.regex.match(topic)
         return m.groupdict() if m else None
 
+    def filter_for(self, values: dict[str, str]) -> str | None:
+        """The subscription filter with the given variables filled in (the others stay wildcards);
+        None when a value cannot stand in a topic level (empty, or holding ``/``, ``+`` or ``#``)."""
+        if any(not v or any(c in v for c in "/+#") for v in values.values()):
+            return None
+        levels: list[str] = []
+        for level, sub in zip(self.template.split("/"), self.subscription.split("/"), strict=True):
+            m = _VAR.match(level)
+            levels.append(values.get(m.group(2), sub) if m else sub)
+        return "/".join(levels)
+
 
 def compile_template(template: str) -> TopicTemplate:
     levels = template.split("/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from multiprocessing.process import BaseProcess
@@ -63,10 +64,13 @@ def _worker_main(settings_data: dict[str, Any], index: int) -> None:
     from gateway.service import Gateway
 
     setup_logging(tag=f"worker-{index} ")
+    settings = Settings.model_validate(settings_data)
+    # Telemetry can wait a moment; a panic press on the main process's alarm lane cannot.
+    os.nice(settings.worker_nice)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    gateway = Gateway(worker_settings(Settings.model_validate(settings_data), index))
+    gateway = Gateway(worker_settings(settings, index))
     gateway.start()
     stop.wait()
     gateway.stop()

@@ -55,6 +55,8 @@ def running_gateway(settings: Settings, *, registry: dict[str, Any] | None = Non
     try:
         if mqtt:
             assert gw.mqtt.subscribed.wait(15), "gateway did not subscribe"
+        if mqtt and gw.alarm_lane is not None:
+            assert gw.alarm_lane.ready.wait(15), "the alarm lane did not take its topics"
         yield gw
     finally:
         gw.stop()

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from alerting.channels import WebhookChannel
 from alerting.engine import AlertingEngine, AlertingOptions
@@ -17,6 +17,7 @@ from anxin.db import Device, Institution, init_db, make_engine
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
 from gateway.registry import import_registry
+from tests.harness import wait_for
 from tests.servers.postgres import PostgresServer
 from tests.servers.webhook import WebhookReceiver
 from tests.test_alerting import directory
@@ -51,6 +52,10 @@ def test_two_instances_one_incident_each_step_once(tmp_path: Path, postgres: Pos
         [incident] = s.scalars(select(Incident)).all()
         assert incident.event_count == 2
 
+    # The instance that opened the incident claimed step 0 with it and sends it at once.
+    wait_for(lambda: sorted(webhooks.paths()) == ["/contractor", "/police-siming"], what="step 0 sent")
+    with sessions.begin() as s:  # bring step 1 (due after 60 s) forward: both instances race for it
+        s.execute(update(EscalationStep).where(EscalationStep.step_no == 1).values(due_at=datetime.now(UTC)))
     sent: list[int] = []
     barrier = threading.Barrier(2)
 
@@ -63,6 +68,8 @@ def test_two_instances_one_incident_each_step_once(tmp_path: Path, postgres: Pos
         t.start()
     for t in threads:
         t.join()
-    assert sorted(sent) == [0, 1]  # step 0 is due; exactly one instance sent it
-    assert sorted(webhooks.paths()) == ["/contractor", "/police-siming"]
+    assert sorted(sent) == [0, 1]  # step 1 is due; exactly one instance sent it
+    assert sorted(webhooks.paths()) == ["/contractor", "/contractor", "/police-siming", "/police-siming", "/staff"]
+    for e in engines:
+        e.stop()
     engine.dispose()
