@@ -26,10 +26,14 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.fail_next: dict[str, int] = {}  # path -> how many requests answer 500
+        # path -> canned HTTP 200 body, for providers that refuse inside a 200 answer (SMS/voice APIs)
+        self.answers: dict[str, bytes] = {}
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like the HTTPS endpoints the gateway posts to
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
@@ -40,6 +44,8 @@ class WebhookReceiver:
                         receiver.received.append(Received(self.path, dict(self.headers), body, time.time()))
                 # Answer like the chat robots do (HTTP 200 with a zero error code in JSON).
                 answer = b'{"errcode":0,"errmsg":"ok","code":0}' if not failing else b'{"errcode":500}'
+                if not failing and self.path in receiver.answers:
+                    answer = receiver.answers[self.path]
                 self.send_response(500 if failing else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
