@@ -70,6 +70,7 @@ class AlertingOptions:
     delivery_attempts: int = 3
     retry_backoff_s: float = 0.5
     stale_claim_s: float = 60.0
+    voice_severities: tuple[str, ...] = ("critical",)  # phone calls only for these; SMS for all
     senders: int = 8  # escalation steps sent in parallel (each sends to its contacts in parallel too)
 
 
@@ -355,7 +356,9 @@ class AlertingEngine:
             texts = {c.id: build(incident.id, incident.type, incident.drill, inst.name if inst else "未登记机构",
                                  incident.device_id, (device.name or device.room) if device else "", incident.opened_at,
                                  step.step_no, self.ack_url(incident.id, c.id)) for c in contacts}
-            targets = [(c.id, ch, addr, secret) for c in contacts for ch, addr, secret in _addresses(c)]
+            phone_channels = ("sms", "voice") if incident.severity in self.options.voice_severities else ("sms",)
+            targets = [(c.id, ch, addr, secret) for c in contacts
+                       for ch, addr, secret in _addresses(c, phone_channels) if ch in self._channels]
         if cancelled:
             with self._sessions.begin() as w:
                 w.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="cancelled"))
@@ -475,8 +478,8 @@ def _expand(roles: list[str], receivers: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _addresses(contact: Contact) -> list[tuple[str, str, str]]:
-    out = []
+def _addresses(contact: Contact, phone_channels: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    out = [(channel, contact.phone, "") for channel in phone_channels if contact.phone]
     if contact.webhook_url:
         out.append(("webhook", contact.webhook_url, contact.webhook_secret))
     if contact.email:

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    # SMS and voice calls to contacts' phones (alerting/sms_voice.py): "" (off), aliyun or tencent.
+    sms_provider: Literal["", "aliyun", "tencent"] = ""
+    sms_key_id: str = ""  # AccessKeyId (Aliyun) / SecretId (Tencent)
+    sms_key_secret: str = ""
+    sms_sign_name: str = ""  # the approved SMS signature (签名)
+    sms_template: str = ""  # SMS template code/id; variables type, institution, room, incident
+    voice_template: str = ""  # TTS voice template; same variables ("" = no voice calls)
+    sms_app_id: str = ""  # Tencent SmsSdkAppId
+    voice_app_id: str = ""  # Tencent VoiceSdkAppid
+    voice_show_number: str = ""  # Aliyun CalledShowNumber ("" = the public number pool)
+    sms_region: str = "ap-guangzhou"  # Tencent region
+    sms_endpoint: str = ""  # override the provider's endpoint (a proxy, or a test receiver)
+    voice_endpoint: str = ""
+    voice_severities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["critical"])  # who gets called
 
     # HTTP (platform pushes, /metrics, /healthz).
     http_host: str = "127.0.0.1"
@@ -72,7 +86,7 @@ class Settings(BaseSettings):
     ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     demo_inbox: bool = False  # `anxin demo`: the demo's receivers are webhooks into /demo/inbox
 
-    @field_validator("ingest_tokens", mode="before")
+    @field_validator("ingest_tokens", "voice_severities", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         # Comma-separated in the environment: ANXIN_INGEST_TOKENS=token1,token2

@@ -66,10 +66,21 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
         channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
                                      username=settings.smtp_username, password=settings.smtp_password,
                                      starttls=settings.smtp_starttls))
+    if settings.sms_provider:
+        from alerting.sms_voice import make_sms_voice
+
+        sms, voice = make_sms_voice(
+            settings.sms_provider, key_id=settings.sms_key_id, key_secret=settings.sms_key_secret,
+            sign_name=settings.sms_sign_name, sms_template=settings.sms_template,
+            voice_template=settings.voice_template, sms_app_id=settings.sms_app_id,
+            voice_app_id=settings.voice_app_id, show_number=settings.voice_show_number, region=settings.sms_region,
+            sms_endpoint=settings.sms_endpoint, voice_endpoint=settings.voice_endpoint)
+        channels += [sms, voice] if settings.voice_template else [sms]
     options = AlertingOptions(instance_id=settings.alerting_instance_id, ack_secret=settings.alerting_secret.encode(),
                               public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
                               delivery_attempts=settings.alerting_delivery_attempts,
-                              retry_backoff_s=settings.alerting_retry_backoff_s)
+                              retry_backoff_s=settings.alerting_retry_backoff_s,
+                              voice_severities=tuple(settings.voice_severities))
     return AlertingEngine(sessions, load_routing(settings.alerting_routes), channels, metrics, options)
 
 

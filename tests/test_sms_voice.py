@@ -4,14 +4,18 @@ each channel end to end against a real loopback HTTP receiver standing in for th
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
+from sqlalchemy import select
 
 from alerting.channels import ChannelError
 from alerting.messages import build
+from alerting.models import Delivery
 from alerting.sms_voice import (
     AliyunSms,
     AliyunVoice,
@@ -26,6 +30,7 @@ from alerting.sms_voice import (
     tc3_signature,
     tc3_string_to_sign,
 )
+from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import Received, WebhookReceiver
 
 # ----------------------------------------------------------------------------------- Aliyun RPC V1 vector
@@ -247,3 +252,45 @@ def test_factory_builds_sms_and_voice() -> None:
         channels = make_sms_voice(provider, key_id="id", key_secret="k", sign_name="s", sms_template="1",
                                   voice_template="2", sms_app_id="3", voice_app_id="4")
         assert [c.name for c in channels] == ["sms", "voice"]
+
+
+def test_gateway_texts_and_calls_for_a_panic_but_only_texts_for_a_fault(
+        tmp_path: Path, mosquitto: MosquittoServer, webhooks: WebhookReceiver) -> None:
+    """From an MQTT press on a real broker: the police contact's phone gets an SMS and a voice call
+    (life-safety); a low battery (minor) reaches the contractor's phone as SMS only."""
+    from tests.harness import Publisher, running_gateway, wait_for
+    from tests.test_alerting import PRESS, directory, settings_for
+
+    answer(webhooks, "/sms", {"Response": {"SendStatusSet": [{"Code": "Ok", "SerialNo": "s1"}], "RequestId": "r"}})
+    answer(webhooks, "/vms", {"Response": {"SendStatus": {"CallId": "c1"}, "RequestId": "r"}})
+    settings = settings_for(tmp_path, mosquitto.port, sms_provider="tencent", sms_key_id="AKIDgw",
+                            sms_key_secret="gw-secret", sms_sign_name="安心托育", sms_template="449739",
+                            voice_template="4356", sms_app_id="1400006666", voice_app_id="1400006666",
+                            sms_endpoint=f"{webhooks.url}/sms", voice_endpoint=f"{webhooks.url}/vms")
+    registry = directory(webhooks.url)
+    for contact in registry["contacts"]:
+        if contact["id"] == "police-siming":
+            contact["phone"] = "13800000110"
+        if contact["id"] == "contractor-a":
+            contact["phone"] = "13900000001"
+    with running_gateway(settings, registry=registry) as gw, Publisher(mosquitto.port) as pub:
+        pub.publish("zigbee2mqtt/sos-front", PRESS)
+        wait_for(lambda: len([r for r in webhooks.received if r.path in ("/sms", "/vms")]) == 4,
+                 what="SMS and call to police and contractor")
+        calls = [r for r in webhooks.received if r.path == "/vms"]
+        assert sorted(r.json()["CalledNumber"] for r in calls) == ["+8613800000110", "+8613900000001"]
+        for r in calls:
+            check_tc3(r, "AKIDgw", "gw-secret", "vms", "SendTtsVoice", "2020-09-02")
+            assert r.json()["TemplateParamSet"][:3] == ["一键报警", "厦门市思明区小太阳托育园", "前台一键报警"]
+        texts = [r for r in webhooks.received if r.path == "/sms"]
+        assert sorted(r.json()["PhoneNumberSet"][0] for r in texts) == ["+8613800000110", "+8613900000001"]
+        with gw.sessions() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.channel.in_(["sms", "voice"]))).all()
+            assert len(rows) == 4 and all(d.ok for d in rows)
+
+        webhooks.received.clear()
+        pub.publish("zigbee2mqtt/smoke-nap", b'{"smoke":false,"battery":5,"battery_low":true}')
+        wait_for(lambda: any(r.path == "/sms" for r in webhooks.received), what="SMS for the low battery")
+        time.sleep(0.5)
+        assert [r.json()["PhoneNumberSet"] for r in webhooks.received if r.path == "/sms"] == [["+8613900000001"]]
+        assert not any(r.path == "/vms" for r in webhooks.received)
