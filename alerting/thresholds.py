@@ -56,15 +56,34 @@ class Rule(_Strict):
 
 
 class Override(_Strict):
+    """New limits for one rule in one institution, narrowed to a room or a single device if given
+    (the most specific override wins: device, then room, then the whole institution)."""
+
     rule: str
     institution: str
+    room: str | None = None
+    device: str | None = None
     above: float
     clear_below: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Override:
+        if self.clear_below > self.above:
+            raise ValueError(f"override of {self.rule}: clear_below must not exceed above (hysteresis)")
+        return self
 
 
 class ThresholdConfig(_Strict):
     rules: list[Rule]
     overrides: list[Override] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_rules(self) -> ThresholdConfig:
+        names = {r.name for r in self.rules}
+        for o in self.overrides:
+            if o.rule not in names:
+                raise ValueError(f"override names unknown rule {o.rule!r}")
+        return self
 
 
 def load_thresholds(path: Path = DEFAULT_THRESHOLDS) -> ThresholdConfig:
@@ -108,7 +127,7 @@ class SqliteWindowSource:
         return {d: (float(v), int(n)) for d, v, n in rows if v is not None}
 
 
-DeviceInfo = Callable[[str], tuple[str | None, str | None]]  # device id -> (institution, kind)
+DeviceInfo = Callable[[str], tuple[str | None, str | None, str]]  # device id -> (institution, kind, room)
 Emit = Callable[[Sequence[Event]], None]
 
 
@@ -122,7 +141,7 @@ class ThresholdEvaluator:
         self._emit = emit
         self._interval = interval_s
         self._min_readings = min_readings
-        self._overrides = {(o.rule, o.institution): o for o in config.overrides}
+        self._overrides = {(o.rule, o.institution, o.room, o.device): o for o in config.overrides}
         self._active: set[tuple[str, str]] = set()  # (rule, device) currently breaching
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="thresholds", daemon=True)
@@ -149,10 +168,10 @@ class ThresholdEvaluator:
         events: list[Event] = []
         for rule in self._config.rules:
             for device, (value, count) in self._source.stat(rule.metric, rule.statistic, rule.window_s).items():
-                institution, kind = self._device_info(device)
+                institution, kind, room = self._device_info(device)
                 if rule.kinds and kind not in rule.kinds:
                     continue
-                limits = self._overrides.get((rule.name, institution or ""))
+                limits = self._override(rule.name, institution or "", room, device)
                 above = limits.above if limits else rule.above
                 clear_below = limits.clear_below if limits else rule.clear_below
                 key = (rule.name, device)
@@ -167,6 +186,14 @@ class ThresholdEvaluator:
         if events:
             self._emit(events)
         return events
+
+
+    def _override(self, rule: str, institution: str, room: str, device: str) -> Override | None:
+        for key in ((rule, institution, None, device), (rule, institution, room or None, None),
+                    (rule, institution, None, None)):
+            if key in self._overrides:
+                return self._overrides[key]
+        return None
 
 
 class LastSeenSource(Protocol):

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class DeviceInfo:
     institution_id: str | None
     profile: str | None
+    room: str = ""
 
 
 class Registry:
@@ -37,8 +38,8 @@ class Registry:
 
     def refresh(self) -> None:
         with self._sessions() as s:
-            rows = s.execute(select(Device.id, Device.institution_id, Device.profile)).all()
-        devices = {r.id: DeviceInfo(r.institution_id, r.profile) for r in rows}
+            rows = s.execute(select(Device.id, Device.institution_id, Device.profile, Device.room)).all()
+        devices = {r.id: DeviceInfo(r.institution_id, r.profile, r.room or "") for r in rows}
         self._devices = devices  # atomic swap: readers never see a half-built dict
         self._assigned = {k: v.profile for k, v in devices.items() if v.profile}
 

@@ -158,12 +158,12 @@ class Gateway:
             return SqliteWindowSource(s.sqlite_telemetry_path)
         return InfluxWindowSource(s.influx_url, s.influx_database, s.influx_username, s.influx_password)
 
-    def _device_info(self, device_id: str) -> tuple[str | None, str | None]:
+    def _device_info(self, device_id: str) -> tuple[str | None, str | None, str]:
         info = self.registry.lookup(device_id)
         if info is None:
-            return None, None
+            return None, None, ""
         profile = self.profiles.by_name.get(info.profile or "")
-        return info.institution_id, profile.spec.kind if profile else None
+        return info.institution_id, profile.spec.kind if profile else None, info.room
 
     def _emit_rule_events(self, events: Sequence[Event]) -> None:
         self.events.persist(events, "rules:thresholds", datetime.now(UTC), lambda: None)

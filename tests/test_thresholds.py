@@ -60,21 +60,32 @@ def test_fridge_too_warm_for_15_minutes_alerts_the_institution(tmp_path: Path, w
         assert [(e.type, e.state) for e in gw.thresholds.evaluate()] == [(EventType.FRIDGE_WARM, EventState.CLEAR)]
 
 
-def test_co2_mean_from_influxdb_with_an_institution_override(tmp_path: Path, influx: InfluxServer) -> None:
+def test_co2_from_influxdb_with_institution_room_and_device_overrides(tmp_path: Path, influx: InfluxServer) -> None:
+    """The most specific override wins: device, then room, then institution, then the rule."""
     sink = InfluxSink(influx.url, "anxin", spool_dir=tmp_path)
-    sink.write(series("class-1", "co2", [900, 920, 910, 905], minutes=9))
-    sink.write(series("class-2", "co2", [1200, 1300, 1250], minutes=9))
+    sink.write(series("class-1", "co2", [900, 920, 910, 905], minutes=9))  # strict institution: 850
+    sink.write(series("class-2", "co2", [1200, 1300, 1250], minutes=9))  # rule: 1000
+    sink.write(series("nap-1", "co2", [760, 770, 765], minutes=9))  # nap room of the strict one: 750
+    sink.write(series("nap-2", "co2", [760, 770, 765], minutes=9))  # its own device override: 800
+    sink.write(series("kitchen", "co2", [1400, 1450], minutes=9))  # kitchen room: 1500, not breached
     sink.close()
     base = load_thresholds()
-    config = ThresholdConfig(rules=[r for r in base.rules if r.name == "co2"],
-                             overrides=[Override(rule="co2", institution="strict", above=850, clear_below=800)])
-    institutions = {"class-1": "strict", "class-2": "default"}
+    config = ThresholdConfig(rules=[r for r in base.rules if r.name == "co2"], overrides=[
+        Override(rule="co2", institution="strict", above=850, clear_below=800),
+        Override(rule="co2", institution="strict", room="午睡室", above=750, clear_below=700),
+        Override(rule="co2", institution="strict", device="nap-2", above=800, clear_below=780),
+        Override(rule="co2", institution="default", room="厨房", above=1500, clear_below=1400)])
+    rooms = {"class-1": ("strict", "大一班"), "class-2": ("default", "大二班"), "nap-1": ("strict", "午睡室"),
+             "nap-2": ("strict", "午睡室"), "kitchen": ("default", "厨房")}
     emitted: list[object] = []
     evaluator = ThresholdEvaluator(config, InfluxWindowSource(influx.url, "anxin"),
-                                   lambda d: (institutions.get(d), "env_monitor"), emitted.extend)
+                                   lambda d: (rooms[d][0], "env_monitor", rooms[d][1]), emitted.extend)
     events = evaluator.evaluate()
-    assert sorted((e.device_id, e.detail["limit"]) for e in events) == [("class-1", 850), ("class-2", 1000)]
+    assert sorted((e.device_id, e.detail["limit"]) for e in events) == [
+        ("class-1", 850), ("class-2", 1000), ("nap-1", 750)]
     assert events == emitted
+    with pytest.raises(ValueError, match="unknown rule"):
+        ThresholdConfig(rules=config.rules, overrides=[Override(rule="co3", institution="x", above=1, clear_below=0)])
 
 
 def test_rules_are_validated() -> None:
