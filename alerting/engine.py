@@ -36,6 +36,7 @@ from alerting.models import (
     TimelineEntry,
 )
 from alerting.routing import RECEIVERS, RoutingConfig, decide, severity_of
+from alerting.silences import holds_back, matching
 from anxin.db import Device, EventRecord, Institution
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
@@ -71,6 +72,7 @@ class AlertingOptions:
     retry_backoff_s: float = 0.5
     stale_claim_s: float = 60.0
     voice_severities: tuple[str, ...] = ("critical",)  # phone calls only for these; SMS for all
+    contact_rate_per_hour: int = 20  # non-life-safety notifications per contact and hour, at most
     senders: int = 8  # escalation steps sent in parallel (each sends to its contacts in parallel too)
 
 
@@ -262,11 +264,18 @@ class AlertingEngine:
             s.add(TimelineEntry(incident_id=incident.id, at=now, action="unrouted"))
             log.error("incident %s (%s) matches no route: nobody is notified", incident.id, e.type.value)
             return incident.id, []
+        silences = matching(s, incident, now)
+        if silences:  # recorded now; the notifications themselves are held back when they are due
+            action = "silenced" if holds_back(incident) else "silence_bypassed"
+            s.add(TimelineEntry(incident_id=incident.id, at=now, action=action, detail={
+                "silences": [x.id for x in silences], "until": max(x.ends_at for x in silences).isoformat()}))
         steps = []
         for no, step in enumerate(decision.policy.steps):
             roles = _expand(step.roles, decision.receivers)
-            due = now + timedelta(seconds=step.after_s)
-            if step.after_s == 0:  # claimed by this instance in the incident's own transaction
+            # Life-safety never waits for a grouping delay, whatever the policy says.
+            after_s = 0 if no == 0 and not holds_back(incident) else step.after_s
+            due = now + timedelta(seconds=after_s)
+            if after_s == 0:  # claimed by this instance in the incident's own transaction
                 steps.append(EscalationStep(incident_id=incident.id, step_no=no, due_at=due, roles=roles,
                                             status="sending", claimed_by=self.options.instance_id, claimed_at=now))
             else:
@@ -343,13 +352,20 @@ class AlertingEngine:
         return claimed
 
     def _send_step(self, step_id: int) -> None:
+        now = now_utc()
         with self._sessions() as s:  # read everything first; the writes below are transactions of their own
             step = s.get(EscalationStep, step_id)
             assert step is not None
             incident = s.get(Incident, step.incident_id)
             assert incident is not None
             cancelled = incident.state != "triggered"  # acknowledged meanwhile: nothing more to send
+            held = matching(s, incident, now) if holds_back(incident) else []
             contacts = self._contacts(s, incident, step.roles)
+            limited: list[str] = []
+            if holds_back(incident):  # life-safety is never rate-limited
+                limited = [c.id for c in contacts if self._sent_last_hour(s, c.id, now)
+                           >= self.options.contact_rate_per_hour]
+                contacts = [c for c in contacts if c.id not in limited]
             inst = s.get(Institution, incident.institution_id) if incident.institution_id else None
             device = s.get(Device, incident.device_id)
             step_no, roles, incident_id = step.step_no, list(step.roles), incident.id
@@ -363,6 +379,23 @@ class AlertingEngine:
             with self._sessions.begin() as w:
                 w.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="cancelled"))
             return
+        if held:  # silence / maintenance: the step waits for its end, then goes out if still unacknowledged
+            until = max(x.ends_at for x in held)
+            with self._sessions.begin() as w:
+                w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
+                          .values(status="pending", due_at=until, claimed_by="", claimed_at=None))
+                w.add(TimelineEntry(incident_id=incident_id, at=now, action="postponed", detail={
+                    "step": step_no, "until": until.isoformat(), "silences": [x.id for x in held]}))
+            return
+        if limited:
+            with self._sessions.begin() as w:
+                w.add(TimelineEntry(incident_id=incident_id, at=now, action="rate_limited", detail={
+                    "step": step_no, "contacts": limited, "per_hour": self.options.contact_rate_per_hour}))
+            if not targets:
+                with self._sessions.begin() as w:
+                    w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
+                              .values(status="sent", sent_at=now))
+                return
         delivered = sum(self._fanout.map(
             lambda t: self._deliver(incident_id, step_id, t[0], t[1], t[2], t[3], texts[t[0]]), targets))
         now = now_utc()
@@ -417,6 +450,15 @@ class AlertingEngine:
                 time.sleep(backoff)
                 backoff *= 2
         return False
+
+    @staticmethod
+    def _sent_last_hour(s: Session, contact_id: str, now: datetime) -> int:
+        """Non-life-safety notifications that reached this contact in the last hour (one per step)."""
+        q = (select(func.count(func.distinct(Delivery.step_id)))
+             .join(Incident, Incident.id == Delivery.incident_id)
+             .where(Delivery.contact_id == contact_id, Delivery.ok.is_(True),
+                    Delivery.at > now - timedelta(hours=1), Incident.severity != "critical"))
+        return int(s.scalar(q) or 0)
 
     @staticmethod
     def _contacts(s: Session, incident: Incident, roles: list[str]) -> list[Contact]:

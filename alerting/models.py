@@ -97,6 +97,7 @@ class Delivery(Base):
     """One attempt to reach one contact on one channel."""
 
     __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_contact_at", "contact_id", "at"),)  # per-contact rate limit
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -133,3 +134,23 @@ class AlertingCursor(Base):
     last_event_id: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str] = mapped_column(String(100), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Silence(Base):
+    """A silence or maintenance window: while it runs, matching incidents are opened and recorded but
+    their notifications wait until it ends (then go out if nobody has acknowledged meanwhile).
+    Life-safety incidents (panic, smoke, gas) are never held back; the timeline says so."""
+
+    __tablename__ = "silences"
+    __table_args__ = (Index("ix_silences_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(20), default="silence")  # silence | maintenance
+    institution_id: Mapped[str | None] = mapped_column(String(64))  # None: every institution
+    device_id: Mapped[str | None] = mapped_column(String(200))  # None: every device of the scope
+    types: Mapped[list[str]] = mapped_column(JSON, default=list)  # event type globs; empty: all
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -98,6 +98,30 @@ def cmd_drills(args: argparse.Namespace) -> int:
     return 0 if all(r.compliant for r in records) else 1
 
 
+def cmd_silence(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from alerting import silences
+    from anxin.config import Settings
+    from anxin.db import init_db, make_engine
+
+    start = datetime.now(UTC)
+    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else []
+    try:
+        with init_db(make_engine(Settings().database_url)).begin() as s:
+            x = silences.add(s, kind="maintenance" if args.maintenance else "silence", institution=args.institution,
+                             device=args.device, types=types, starts_at=start,
+                             ends_at=start + timedelta(minutes=args.minutes), created_by=args.by, reason=args.reason)
+            local = x.ends_at.astimezone(ZoneInfo("Asia/Shanghai"))
+            print(f"{x.kind} {x.id}: until {local:%Y-%m-%d %H:%M} (北京时间); "
+                  "panic, smoke and gas alarms are never held back")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bool, simulate: bool,
            registry_file: Path | None) -> int:
     import uvicorn
@@ -195,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drills", help="quarterly drill record per institution (exit 1 if one is missing)")
     p.add_argument("quarter", help="e.g. 2026Q4")
     p.set_defaults(func=cmd_drills)
+
+    p = sub.add_parser("silence", help="hold back non-life-safety notifications for a while (silence / maintenance)")
+    p.add_argument("--institution", help="only this institution (default: all)")
+    p.add_argument("--device", help="only this device")
+    p.add_argument("--types", help="event type globs, comma-separated (default: all), e.g. 'fault.*,device.*'")
+    p.add_argument("--minutes", type=float, required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--by", default="cli", help="who sets it (audit trail)")
+    p.add_argument("--maintenance", action="store_true", help="a maintenance window rather than a silence")
+    p.set_defaults(func=cmd_silence)
 
     p = sub.add_parser("gateway", help="run the gateway (configuration from ANXIN_* environment variables)")
     p.set_defaults(func=cmd_gateway)

@@ -74,8 +74,9 @@ class Registry:
 
 
 def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) -> tuple[int, int]:
-    """Upsert ``{"institutions": [...], "devices": [...], "contacts": [...], "drills": [...]}``;
-    returns the (institutions, devices) counts."""
+    """Upsert ``{"institutions": [...], "devices": [...], "contacts": [...], "drills": [...],
+    "silences": [...]}``; returns the (institutions, devices) counts."""
+    from alerting import silences
     from alerting.models import Contact, DrillWindow
 
     insts = list(data.get("institutions") or [])
@@ -98,6 +99,10 @@ def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) ->
         for w in data.get("drills") or []:
             s.add(DrillWindow(institution_id=w["institution"], starts_at=_utc(w["starts_at"]),
                               ends_at=_utc(w["ends_at"]), note=w.get("note", "")))
+        for x in data.get("silences") or []:
+            silences.add(s, kind=x.get("kind", "silence"), institution=x.get("institution"), device=x.get("device"),
+                         types=x.get("types"), starts_at=_utc(x["starts_at"]), ends_at=_utc(x["ends_at"]),
+                         created_by=x.get("created_by", "registry"), reason=x.get("reason", ""))
     return len(insts), len(devs)
 
 

@@ -80,7 +80,8 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
                               public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
                               delivery_attempts=settings.alerting_delivery_attempts,
                               retry_backoff_s=settings.alerting_retry_backoff_s,
-                              voice_severities=tuple(settings.voice_severities))
+                              voice_severities=tuple(settings.voice_severities),
+                              contact_rate_per_hour=settings.alerting_contact_rate_per_hour)
     return AlertingEngine(sessions, load_routing(settings.alerting_routes), channels, metrics, options)
 
 
