@@ -396,8 +396,12 @@ class AlertingEngine:
                     w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
                               .values(status="sent", sent_at=now))
                 return
-        delivered = sum(self._fanout.map(
-            lambda t: self._deliver(incident_id, step_id, t[0], t[1], t[2], t[3], texts[t[0]]), targets))
+        def deliver(t: tuple[str, str, str, str]) -> bool:
+            return self._deliver(incident_id, step_id, t[0], t[1], t[2], t[3], texts[t[0]])
+
+        # The first target on this thread (no hand-over for the common single receiver), the rest beside it.
+        others = [self._fanout.submit(deliver, t) for t in targets[1:]]
+        delivered = (deliver(targets[0]) if targets else 0) + sum(f.result() for f in others)
         now = now_utc()
         with self._sessions.begin() as s:
             s.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="sent", sent_at=now))

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     mqtt_workers: int = Field(default=1, ge=1, le=64)  # ingest processes on this host (shared group)
-    worker_nice: int = Field(default=5, ge=0, le=19)  # ingest workers yield the CPU to the alarm path
+    worker_nice: int = Field(default=10, ge=0, le=19)  # ingest workers yield the CPU to the alarm path
     alarm_lane: bool = True  # life-safety devices on an MQTT session of their own (gateway/alarm_lane.py)
 
     # Telemetry.

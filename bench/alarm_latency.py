@@ -62,6 +62,22 @@ def telemetry_generator(port: int, rate: int, seconds: float) -> None:
     asyncio.run(run())
 
 
+def _telemetry_drain(influx: InfluxServer, timeout: float = 180.0) -> tuple[float, int]:
+    """Seconds after the generator stopped until the stored telemetry stops growing (the ingest workers'
+    backlog), and how many humidity points were stored (every workload message carries one)."""
+    start = time.monotonic()
+    last, stable_since = -1, start
+    while time.monotonic() - start < timeout:
+        rows = influx.query("anxin", 'SELECT count("value") FROM "humidity"')
+        count = int(rows[0]["count"]) if rows else 0
+        if count != last:
+            last, stable_since = count, time.monotonic()
+        elif time.monotonic() - stable_since >= 3.0:
+            break
+        time.sleep(0.5)
+    return stable_since - start, last
+
+
 def _stages(db: str) -> dict[str, dict[str, float]]:
     """Per device, when the gateway received the press and when it opened the incident."""
     engine = make_engine(db)
@@ -130,6 +146,7 @@ def main() -> None:
             pub.loop_stop()
             out, _ = generator.communicate(timeout=120)
             telemetry = json.loads(out.decode().strip().splitlines()[-1])
+            drained_s, stored = _telemetry_drain(influx)
         finally:
             if generator is not None and generator.poll() is None:
                 generator.kill()
@@ -147,7 +164,9 @@ def main() -> None:
     missing = len(devices) - len(latencies)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     print(f"presses: {len(devices)}, reached police: {len(latencies)}, missing: {missing}")
-    print(f"telemetry meanwhile: {telemetry['sent']:,} messages at {telemetry['rate']:,.0f} msg/s (QoS 1)")
+    print(f"telemetry meanwhile: {telemetry['sent']:,} messages at {telemetry['rate']:,.0f} msg/s (QoS 1); "
+          f"ingest workers' backlog cleared {drained_s:.1f} s after publishing stopped "
+          f"({stored:,} humidity points stored; ChirpStack repeats of one frame count once)")
     print(f"publish -> police webhook latency: p50 {q[49]:.1f} ms, p95 {q[94]:.1f} ms, p99 {q[98]:.1f} ms, "
           f"max {latencies[-1]:.1f} ms")
     received, opened = stages["received"], stages["opened"]
