@@ -132,7 +132,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     from gateway.registry import import_registry
     from gateway.service import Gateway
     from gateway.simulator import Simulator
-    from gateway.workers import main_ingests, start_extra_workers, stop_workers
+    from gateway.workers import WorkerSupervisor, main_ingests, start_extra_workers
 
     settings = Settings(**gateway_settings_overrides)  # type: ignore[arg-type]
     broker = None
@@ -149,7 +149,8 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
         # every 1 ms rather than 5 ms, since each alarm passes through several of them.
         sys.setswitchinterval(0.001)
     gw.start(mqtt=main_ingests(settings))
-    workers = start_extra_workers(settings)
+    workers = WorkerSupervisor(settings, start_extra_workers(settings)).start()
+    gw.workers = workers
     sim = None
     if simulate:
         sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)
@@ -166,7 +167,7 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     finally:
         if sim is not None:
             sim.stop()
-        stop_workers(workers)
+        workers.stop()
         gw.stop()
         if broker is not None:
             broker.stop()

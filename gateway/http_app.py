@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -30,13 +30,28 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(ingest_router(gateway))
 
     @app.get("/healthz")
-    def healthz() -> dict[str, object]:
-        return {
-            "status": "ok",
-            "mqtt_connected": gateway.mqtt.connected.is_set(),
+    def healthz(response: Response) -> dict[str, object]:
+        """503 when something that carries messages is down: the ingest session (or a worker process)
+        or the alarm lane's session."""
+        workers = gateway.workers
+        lane = gateway.alarm_lane
+        body: dict[str, object] = {
             "profiles": len(gateway.profiles.by_name),
             "devices": len(gateway.registry),
+            "alarm_lane": None if lane is None else {"connected": lane.source.connected.is_set(),
+                                                     "topics": len(lane.held())},
         }
+        if workers is None:
+            body["mqtt_connected"] = gateway.mqtt.connected.is_set()
+            ok = bool(body["mqtt_connected"])
+        else:  # ingest runs in worker processes (their own sessions)
+            body["workers"] = {"expected": len(workers.procs), "alive": workers.alive(), "restarts": workers.restarts}
+            ok = workers.alive() == len(workers.procs)
+        ok = ok and (lane is None or lane.source.connected.is_set())
+        body["status"] = "ok" if ok else "degraded"
+        if not ok:
+            response.status_code = 503
+        return body
 
     @app.get("/ack/{token}", response_class=HTMLResponse)
     def acknowledge(token: str) -> str:

@@ -38,6 +38,7 @@ from gateway.profiles import ProfileSet, load_profiles
 from gateway.registry import Registry
 from gateway.sinks import TelemetrySink
 from gateway.telemetry_batcher import TelemetryBatcher
+from gateway.workers import WorkerSupervisor
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class Gateway:
             self.alarm_lane = AlarmLane(lane_source, self.registry, self.profiles, self.sessions,
                                         on_renew=self.lane_topics.refresh)
         self.alerting: AlertingEngine | None = None
+        self.workers: WorkerSupervisor | None = None  # set by the CLI when ingest runs in worker processes
         self.thresholds: ThresholdEvaluator | None = None
         if settings.alerting_enabled:
             self.alerting = make_alerting(settings, self.sessions, self.metrics)

@@ -41,14 +41,50 @@ def start_extra_workers(settings: Settings) -> list[BaseProcess]:
     """Start the ingest worker processes (none when ANXIN_MQTT_WORKERS is 1: the main process ingests)."""
     if settings.mqtt_workers > 1 and not settings.mqtt_shared_group:
         raise ValueError("several MQTT workers need a shared subscription group (ANXIN_MQTT_SHARED_GROUP)")
+    count = settings.mqtt_workers if settings.mqtt_workers > 1 else 0
+    return [_spawn(settings, index) for index in range(1, count + 1)]
+
+
+def _spawn(settings: Settings, index: int) -> BaseProcess:
     ctx = multiprocessing.get_context("spawn")  # no fork: threads and sockets do not survive it
-    procs: list[BaseProcess] = []
-    for index in range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1):
-        proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index), name=f"anxin-worker-{index}",
-                           daemon=True)
-        proc.start()
-        procs.append(proc)
-    return procs
+    proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index), name=f"anxin-worker-{index}",
+                       daemon=True)
+    proc.start()
+    return proc
+
+
+class WorkerSupervisor:
+    """Starts a new worker in place of one that died. Its MQTT session (same client id) resumes where
+    the dead one stopped: what that one had not acknowledged is delivered again, nothing is lost."""
+
+    def __init__(self, settings: Settings, procs: list[BaseProcess], interval_s: float = 1.0) -> None:
+        self._settings = settings
+        self.procs = procs
+        self.restarts = 0
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="worker-supervisor", daemon=True)
+
+    def start(self) -> WorkerSupervisor:
+        self._thread.start()
+        return self
+
+    def alive(self) -> int:
+        return sum(p.is_alive() for p in self.procs)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        stop_workers(self.procs, timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            for i, proc in enumerate(self.procs):
+                if not proc.is_alive() and not self._stop.is_set():
+                    log.error("ingest worker %s exited (code %s); starting it again", i + 1, proc.exitcode)
+                    self.procs[i] = _spawn(self._settings, i + 1)
+                    self.restarts += 1
 
 
 def stop_workers(procs: list[BaseProcess], timeout: float = 30.0) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from anxin.db import AlarmLaneTopic, EventRecord
 from gateway.alarm_lane import LaneTopics, lane_topics, topic_matches
+from gateway.http_app import create_app
 from gateway.topics import compile_template
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
@@ -41,6 +43,9 @@ def test_lane_takes_alarm_topics_and_ingest_takes_them_back(tmp_path: Path, mosq
         wait_for(lambda: gw.alarm_lane is not None and TOPIC in gw.alarm_lane.held(), what="lane holds the topic")
         gw.lane_topics.refresh()
         assert gw.lane_topics.skip(TOPIC) and not gw.lane_topics.skip("zigbee2mqtt/temp-1")
+
+        health = TestClient(create_app(gw)).get("/healthz")
+        assert health.status_code == 200 and health.json()["alarm_lane"] == {"connected": True, "topics": 2}
 
         pub.publish(TOPIC, PRESS)
         wait_for(lambda: "/police-siming" in webhooks.paths(), what="police notified through the lane")

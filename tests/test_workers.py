@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from gateway.workers import start_extra_workers, stop_workers
+from gateway.http_app import create_app
+from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers
 from tests.harness import REGISTRY, Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 
@@ -42,6 +46,30 @@ def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto
             stop_workers(workers)
     rows = _stored(settings.sqlite_telemetry_path)
     assert sorted(rows) == sorted((f"dev-{i}", float(i % 100)) for i in range(n))
+
+
+def test_a_dead_worker_is_replaced_and_its_messages_redelivered(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=mosquitto.port, telemetry_sink="sqlite",
+                                mqtt_shared_group="anxin-test", mqtt_workers=2, duplicate_window_s=0)
+    with running_gateway(settings, registry=REGISTRY, mqtt=False) as gw:
+        supervisor = WorkerSupervisor(settings, start_extra_workers(settings), interval_s=0.2).start()
+        gw.workers = supervisor
+        http = TestClient(create_app(gw))
+        try:
+            wait_for(lambda: http.get("/healthz").json()["workers"]["alive"] == 2, what="workers up")
+            time.sleep(3)  # they subscribe
+            victim = supervisor.procs[0]
+            os.kill(victim.pid or 0, signal.SIGKILL)
+            victim.join(5)
+            with Publisher(mosquitto.port) as pub:
+                for i in range(200):
+                    pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":%d}' % (i % 100))
+            wait_for(lambda: supervisor.restarts == 1 and supervisor.alive() == 2, what="worker replaced")
+            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= 200, timeout=30, what="all stored")
+            assert http.get("/healthz").json()["workers"] == {"expected": 2, "alive": 2, "restarts": 1}
+        finally:
+            supervisor.stop()
+    assert sorted(_stored(settings.sqlite_telemetry_path)) == sorted((f"dev-{i}", float(i % 100)) for i in range(200))
 
 
 def test_workers_need_a_shared_group(tmp_path: Path) -> None:
