@@ -127,3 +127,14 @@ def test_cli_sets_a_maintenance_window(tmp_path: Path) -> None:
                                                                     ["fault.*", "device.*"], "张工")
         assert timedelta(minutes=89) < x.ends_at - x.starts_at <= timedelta(minutes=90)
     engine.dispose()
+
+
+def test_a_smoke_alarm_that_already_cleared_still_notifies(tmp_path: Path, mosquitto: MosquittoServer,
+                                                           webhooks: WebhookReceiver) -> None:
+    settings = settings_for(tmp_path, mosquitto.port)
+    with running_gateway(settings, registry=directory(webhooks.url)) as gw, Publisher(mosquitto.port) as pub:
+        pub.publish("zigbee2mqtt/smoke-nap", SMOKE)
+        pub.publish("zigbee2mqtt/smoke-nap", b'{"smoke":false,"battery":100}')  # cleared right away
+        wait_for(lambda: {"/fire-siming", "/contractor"} <= set(webhooks.paths()), what="fire still notified")
+        [incident] = incidents(gw)
+        assert incident.state == "triggered" and incident.event_count == 2  # the clear is on its timeline
