@@ -150,7 +150,8 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
         sys.setswitchinterval(0.001)
     gw.start(mqtt=main_ingests(settings))
     workers = WorkerSupervisor(settings, start_extra_workers(settings)).start()
-    gw.workers = workers
+    if not main_ingests(settings):
+        gw.workers = workers  # /healthz reports the workers' processes instead of this one's session
     sim = None
     if simulate:
         sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)

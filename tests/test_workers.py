@@ -76,3 +76,34 @@ def test_workers_need_a_shared_group(tmp_path: Path) -> None:
     settings = gateway_settings(tmp_path, mqtt_port=1, mqtt_shared_group="", mqtt_workers=2)
     with pytest.raises(ValueError, match="shared subscription group"):
         start_extra_workers(settings)
+
+
+def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+    """`anxin gateway` as deployed: 2 supervised ingest workers, the alarm lane in the main process."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.servers import free_port, stop_process, wait_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "ANXIN_DATABASE_URL": f"sqlite:///{tmp_path}/anxin.db",
+           "ANXIN_MQTT_PORT": str(mosquitto.port), "ANXIN_MQTT_WORKERS": "2", "ANXIN_HTTP_PORT": str(port),
+           "ANXIN_TELEMETRY_SINK": "sqlite", "ANXIN_SQLITE_TELEMETRY_PATH": str(tmp_path / "telemetry.db"),
+           "ANXIN_SPOOL_DIR": str(tmp_path / "spool")}
+    proc = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=env, cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, 60)
+
+        def health() -> dict[str, object]:
+            return dict(httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json())
+
+        wait_for(lambda: health()["status"] == "ok", timeout=30, what="gateway healthy")
+        body = health()
+        assert body["workers"] == {"expected": 2, "alive": 2, "restarts": 0} and "mqtt_connected" not in body
+        assert body["alarm_lane"] == {"connected": True, "topics": 0}
+    finally:
+        stop_process(proc, 30)
