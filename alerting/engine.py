@@ -359,10 +359,11 @@ class AlertingEngine:
             incident = s.get(Incident, step.incident_id)
             assert incident is not None
             cancelled = incident.state != "triggered"  # acknowledged meanwhile: nothing more to send
-            held = matching(s, incident, now) if holds_back(incident) else []
+            routine = holds_back(incident)  # life-safety is never silenced nor rate-limited
+            held = matching(s, incident, now) if routine else []
             contacts = self._contacts(s, incident, step.roles)
             limited: list[str] = []
-            if holds_back(incident):  # life-safety is never rate-limited
+            if routine:
                 limited = [c.id for c in contacts if self._sent_last_hour(s, c.id, now)
                            >= self.options.contact_rate_per_hour]
                 contacts = [c for c in contacts if c.id not in limited]
@@ -387,15 +388,7 @@ class AlertingEngine:
                 w.add(TimelineEntry(incident_id=incident_id, at=now, action="postponed", detail={
                     "step": step_no, "until": until.isoformat(), "silences": [x.id for x in held]}))
             return
-        if limited:
-            with self._sessions.begin() as w:
-                w.add(TimelineEntry(incident_id=incident_id, at=now, action="rate_limited", detail={
-                    "step": step_no, "contacts": limited, "per_hour": self.options.contact_rate_per_hour}))
-            if not targets:
-                with self._sessions.begin() as w:
-                    w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
-                              .values(status="sent", sent_at=now))
-                return
+
         def deliver(t: tuple[str, str, str, str]) -> bool:
             return self._deliver(incident_id, step_id, t[0], t[1], t[2], t[3], texts[t[0]])
 
@@ -405,9 +398,12 @@ class AlertingEngine:
         now = now_utc()
         with self._sessions.begin() as s:
             s.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(status="sent", sent_at=now))
+            if limited:
+                s.add(TimelineEntry(incident_id=incident_id, at=now, action="rate_limited", detail={
+                    "step": step_no, "contacts": limited, "per_hour": self.options.contact_rate_per_hour}))
             s.add(TimelineEntry(incident_id=incident_id, at=now, action="notified", channel="escalation", detail={
                 "step": step_no, "roles": roles, "targets": len(targets), "delivered": delivered}))
-            if delivered == 0:
+            if delivered == 0 and (targets or not limited):  # held back on purpose is not unreachable
                 # Nobody reached: do not wait for the next step's delay.
                 s.add(TimelineEntry(incident_id=incident_id, at=now, action="delivery_failed",
                                     detail={"step": step_no}))

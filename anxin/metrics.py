@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Labels = tuple[tuple[str, str], ...]
+# What another process (an ingest worker) reports: {"counters": [[name, labels, value]], "gauges": [...]}
+Snapshot = dict[str, Any]
 
 
 class Metrics:
@@ -30,20 +35,42 @@ class Metrics:
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (help_text, read)
 
-    def render(self) -> str:
-        lines: list[str] = []
+    def snapshot(self) -> Snapshot:
+        """Counters and current gauge values, as JSON-able data for another process to render."""
         with self._lock:
-            items = sorted(self._counters.items())
+            counters = [[name, [list(kv) for kv in labels], value] for (name, labels), value in self._counters.items()]
+        gauges = [[name, help_text, read()] for name, (help_text, read) in self._gauges.items()]
+        return {"counters": counters, "gauges": gauges}
+
+    def render(self, others: Sequence[tuple[dict[str, str], Snapshot]] = ()) -> str:
+        """Prometheus text: this process's series, plus those of ``others`` (each with its own labels,
+        e.g. ``worker="1"``), every family under one TYPE line."""
+        with self._lock:
+            counters: dict[tuple[str, Labels], float] = dict(self._counters)
+        gauges: dict[str, tuple[str, list[tuple[Labels, float]]]] = {
+            name: (help_text, [((), read())]) for name, (help_text, read) in self._gauges.items()}
+        for extra, snap in others:
+            for name, labels, value in snap.get("counters", []):
+                key = (name, tuple(sorted([*(tuple(kv) for kv in labels), *extra.items()])))
+                counters[key] = counters.get(key, 0.0) + float(value)
+            for name, help_text, value in snap.get("gauges", []):
+                gauges.setdefault(name, (help_text, []))[1].append((tuple(sorted(extra.items())), float(value)))
+        lines: list[str] = []
         seen: set[str] = set()
-        for (name, labels), value in items:
+        for (name, labels), value in sorted(counters.items()):
             if name not in seen:
                 seen.add(name)
                 lines.append(f"# TYPE {name} counter")
-            label_text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-            lines.append(f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}")
-        for name, (help_text, read) in sorted(self._gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+            lines.append(_sample(name, labels, value))
+        for name, (help_text, samples) in sorted(gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines += [_sample(name, labels, value) for labels, value in samples]
         return "\n".join(lines) + "\n"
+
+
+def _sample(name: str, labels: Labels, value: float) -> str:
+    label_text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+    return f"{name}{{{label_text}}} {value:g}" if label_text else f"{name} {value:g}"
 
 
 def _esc(v: str) -> str:

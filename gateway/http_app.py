@@ -85,7 +85,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
-        return gateway.metrics.render()
+        return gateway.metrics.render(gateway.workers.snapshots() if gateway.workers is not None else ())
 
     return app
 

@@ -176,6 +176,9 @@ class MqttSource:
     def _on_disconnect(self, _client: Any, _packet: Any, exc: Any = None) -> None:
         self.connected.clear()
         self.subscribed.clear()
+        pending, self._suback = self._suback, {}
+        for future in pending.values():  # no SUBACK will come on this connection
+            future.set_result(False)
         log.warning("MQTT disconnected from %s:%s", self._host, self._port)
 
     def _on_qos0_message(self, _client: Any, topic: Any, payload: bytes, _qos: int, _props: Any) -> int:

@@ -184,6 +184,8 @@ class Gateway:
         self.lane_topics.start()
         if mqtt:
             self.mqtt.start()
+            self.metrics.gauge("anxin_mqtt_subscribed", "1 while the ingest session holds its subscriptions",
+                               lambda: float(self.mqtt.subscribed.is_set()))
         log.info("gateway started: %d profiles, %d devices, subscriptions %s", len(self.profiles.by_name),
                  len(self.registry), self.profiles.subscriptions())
 

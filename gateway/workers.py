@@ -8,18 +8,39 @@ The broker spreads the messages; every worker acknowledges only what it made dur
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import threading
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from anxin.config import Settings
 from anxin.logging_setup import setup_logging
+from anxin.metrics import Snapshot
 
 log = logging.getLogger(__name__)
+
+
+METRICS_EVERY_S = 2.0
+
+
+def metrics_path(settings: Settings, index: int) -> Path:
+    return worker_settings(settings, index).spool_dir / "metrics.json"
+
+
+def worker_snapshots(settings: Settings) -> list[tuple[dict[str, str], Snapshot]]:
+    """The workers' latest metrics (written every METRICS_EVERY_S), labelled ``worker="<n>"``."""
+    out: list[tuple[dict[str, str], Snapshot]] = []
+    for index in range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1):
+        with contextlib.suppress(OSError, ValueError):
+            out.append(({"worker": str(index)}, orjson.loads(metrics_path(settings, index).read_bytes())))
+    return out
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -69,6 +90,9 @@ class WorkerSupervisor:
         self._thread.start()
         return self
 
+    def snapshots(self) -> list[tuple[dict[str, str], Snapshot]]:
+        return worker_snapshots(self._settings)
+
     def alive(self) -> int:
         return sum(p.is_alive() for p in self.procs)
 
@@ -108,5 +132,13 @@ def _worker_main(settings_data: dict[str, Any], index: int) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     gateway = Gateway(worker_settings(settings, index))
     gateway.start()
-    stop.wait()
+    path = metrics_path(settings, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while not stop.wait(METRICS_EVERY_S):  # the main process serves them at /metrics
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(orjson.dumps(gateway.metrics.snapshot()))
+            tmp.replace(path)
+        except OSError:
+            log.exception("worker %s: writing metrics failed", index)
     gateway.stop()

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from alerting.models import EscalationStep, Silence
+from alerting.models import Delivery, EscalationStep, Silence
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import WebhookReceiver
@@ -76,11 +76,17 @@ def test_rate_limit_per_contact_spares_life_safety(tmp_path: Path, mosquitto: Mo
     with running_gateway(settings, registry=directory(webhooks.url)) as gw, Publisher(mosquitto.port) as pub:
         pub.publish("zigbee2mqtt/smoke-nap", BATTERY_LOW)
         wait_for(lambda: webhooks.paths() == ["/contractor"], what="first fault sent")
+        wait_for(lambda: _delivered(gw) == 1, what="its delivery recorded")  # what the limit counts
         pub.publish("zigbee2mqtt/smoke-nap", TAMPER)
         wait_for(lambda: any("rate_limited" in timeline(gw, i.id) for i in incidents(gw)), what="second fault limited")
         assert webhooks.paths() == ["/contractor"]
         pub.publish("zigbee2mqtt/sos-front", PRESS)  # a panic press is never rate-limited
         wait_for(lambda: {"/police-siming", "/contractor"} <= set(webhooks.paths()[1:]), what="panic delivered")
+
+
+def _delivered(gw: Any) -> int:
+    with gw.sessions() as s:
+        return len(s.scalars(select(Delivery).where(Delivery.ok.is_(True))).all())
 
 
 def test_life_safety_skips_a_grouping_delay(tmp_path: Path, mosquitto: MosquittoServer,

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from anxin.config import Settings
 from gateway.http_app import create_app
-from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers
+from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers, worker_snapshots
 from tests.harness import REGISTRY, Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 
@@ -27,6 +27,12 @@ def _stored(path: Path) -> list[tuple[str, float]]:
             return []
 
 
+def _subscribed(settings: Settings) -> int:
+    """Workers whose session holds its subscriptions, from the metrics they write for the main process."""
+    return sum(any(g[0] == "anxin_mqtt_subscribed" and g[2] == 1 for g in snap["gauges"])
+               for _, snap in worker_snapshots(settings))
+
+
 def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto: MosquittoServer) -> None:
     settings = gateway_settings(tmp_path, mqtt_port=mosquitto.port, telemetry_sink="sqlite",
                                 mqtt_shared_group="anxin-test", mqtt_workers=2, duplicate_window_s=0)
@@ -36,11 +42,11 @@ def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto
         assert len(workers) == 2
         try:
             wait_for(lambda: all(w.is_alive() for w in workers), what="worker start")
-            time.sleep(3)  # the worker process subscribes on its own
+            wait_for(lambda: _subscribed(settings) == 2, timeout=60, what="workers subscribed")
             with Publisher(mosquitto.port) as pub:
                 for i in range(n):
                     pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":%d}' % (i % 100))
-            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= n, timeout=30, what="all stored")
+            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= n, timeout=60, what="all stored")
             assert gw.metrics.get("anxin_messages_total", profile="zigbee2mqtt-smoke") == 0  # main: no MQTT
         finally:
             stop_workers(workers)
@@ -57,7 +63,7 @@ def test_a_dead_worker_is_replaced_and_its_messages_redelivered(tmp_path: Path, 
         http = TestClient(create_app(gw))
         try:
             wait_for(lambda: http.get("/healthz").json()["workers"]["alive"] == 2, what="workers up")
-            time.sleep(3)  # they subscribe
+            wait_for(lambda: _subscribed(settings) == 2, timeout=60, what="workers subscribed")
             victim = supervisor.procs[0]
             os.kill(victim.pid or 0, signal.SIGKILL)
             victim.join(5)
@@ -65,7 +71,7 @@ def test_a_dead_worker_is_replaced_and_its_messages_redelivered(tmp_path: Path, 
                 for i in range(200):
                     pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":%d}' % (i % 100))
             wait_for(lambda: supervisor.restarts == 1 and supervisor.alive() == 2, what="worker replaced")
-            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= 200, timeout=30, what="all stored")
+            wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= 200, timeout=60, what="all stored")
             assert http.get("/healthz").json()["workers"] == {"expected": 2, "alive": 2, "restarts": 1}
         finally:
             supervisor.stop()
@@ -105,5 +111,25 @@ def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosq
         body = health()
         assert body["workers"] == {"expected": 2, "alive": 2, "restarts": 0} and "mqtt_connected" not in body
         assert body["alarm_lane"] == {"connected": True, "topics": 0}
+
+        # The workers' counters are served by the main process, labelled per worker.
+        def metrics() -> str:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        wait_for(lambda: all(f'anxin_mqtt_subscribed{{worker="{n}"}} 1' in metrics() for n in (1, 2)),
+                 timeout=30, what="both workers subscribed")
+        with Publisher(mosquitto.port) as pub:
+            for i in range(40):
+                pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":50}')
+
+        def ingested() -> float:
+            rows = [line for line in metrics().splitlines() if line.startswith("anxin_messages_total{")]
+            assert all('worker="' in row for row in rows), rows
+            return sum(float(row.rsplit(" ", 1)[1]) for row in rows)
+
+        wait_for(lambda: ingested() == 40, timeout=30, what="40 messages counted across the workers")
+        text = metrics()
+        assert text.count("# TYPE anxin_messages_total counter") == 1
+        assert 'anxin_telemetry_pending{worker="1"}' in text and 'anxin_telemetry_pending{worker="2"}' in text
     finally:
         stop_process(proc, 30)
