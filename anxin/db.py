@@ -114,7 +114,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_size=20, max_overflow=20)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # No ping per checkout: it cost a round trip per transaction on the alarm path, and every writer
+    # retries on a dropped connection anyway (SQLAlchemy then renews the pool; tested with a PG outage).
+    return create_engine(url, pool_size=20, max_overflow=20)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -33,6 +33,7 @@ from gateway.registry import import_registry
 from tests.servers import free_port, stop_process, wait_port
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
+from tests.servers.postgres import PostgresServer
 from tests.servers.webhook import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,12 +100,14 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.04, help="seconds between presses")
     ap.add_argument("--telemetry-rate", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--postgres", action="store_true", help="PostgreSQL instead of the default SQLite")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="anxin-latency-") as tmp, WebhookReceiver() as hook:
         work = Path(tmp)
         mosq = MosquittoServer(work / "mosquitto").start()
         influx = InfluxServer(work / "influx").start()
-        db = f"sqlite:///{work}/anxin.db"
+        pg = PostgresServer(fsync=True).start() if args.postgres else None
+        db = pg.url if pg is not None else f"sqlite:///{work}/anxin.db"
         engine = make_engine(db)
         devices = [f"sos-{i:04d}" for i in range(args.presses)]
         import_registry(init_db(engine), {
@@ -155,6 +158,8 @@ def main() -> None:
             influx.stop()
             mosq.stop()
         stages = _stages(db)
+        if pg is not None:
+            pg.stop()
         first: dict[str, float] = {}
         for r in hook.received:
             if r.path == "/police":

@@ -17,10 +17,11 @@ from anxin.db import Device, Institution, init_db, make_engine
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
 from gateway.registry import import_registry
-from tests.harness import wait_for
+from tests.harness import Publisher, running_gateway, wait_for
+from tests.servers.mosquitto import MosquittoServer
 from tests.servers.postgres import PostgresServer
 from tests.servers.webhook import WebhookReceiver
-from tests.test_alerting import directory
+from tests.test_alerting import PRESS, SMOKE, directory, incidents, settings_for
 
 
 def test_two_instances_one_incident_each_step_once(tmp_path: Path, postgres: PostgresServer,
@@ -73,3 +74,22 @@ def test_two_instances_one_incident_each_step_once(tmp_path: Path, postgres: Pos
     for e in engines:
         e.stop()
     engine.dispose()
+
+
+def test_panic_press_during_a_postgresql_outage_is_delivered_after_it(tmp_path: Path, mosquitto: MosquittoServer,
+                                                                      webhooks: WebhookReceiver) -> None:
+    """PostgreSQL goes down with connections in the pool; a press during the outage waits (its ack too)
+    and reaches the police once the database is back — no connection check per checkout needed."""
+    with PostgresServer() as pg:
+        settings = settings_for(tmp_path, mosquitto.port, database_url=pg.url)
+        with running_gateway(settings, registry=directory(webhooks.url)) as gw, Publisher(mosquitto.port) as pub:
+            pub.publish("zigbee2mqtt/sos-front", PRESS)
+            wait_for(lambda: "/police-siming" in webhooks.paths(), what="first press delivered")
+            pg.pause()
+            pub.publish("zigbee2mqtt/smoke-nap", SMOKE)
+            wait_for(lambda: gw.metrics.get("anxin_db_write_retries_total") >= 1, what="writes retried")
+            assert "/fire-siming" not in webhooks.paths()
+            pg.resume()
+            wait_for(lambda: "/fire-siming" in webhooks.paths(), timeout=30, what="smoke delivered after the outage")
+            assert gw.drain(20)
+            assert sorted(i.type for i in incidents(gw)) == ["alarm.panic", "alarm.smoke"]

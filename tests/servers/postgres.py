@@ -25,7 +25,8 @@ def _bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync  # off for tests (speed); on for benchmarks (what production runs)
         self.port = free_port()
         self.bindir = _bindir()
         self.workdir = Path(tempfile.mkdtemp(prefix="anxin-pg-"))
@@ -47,11 +48,19 @@ class PostgresServer:
     def start(self) -> PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "anxin", "-A", "trust",
                   "-E", "UTF8", "--locale=C.UTF-8")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "pg.log"), "-w",
-                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.workdir} -c fsync=off", "start")
+        self.resume()
         wait_port(self.port)
         self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "anxin", "anxin")
         return self
+
+    def pause(self) -> None:
+        """Stop the server but keep its data (an outage); ``resume()`` starts it again."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        fsync = "on" if self.fsync else "off"
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "pg.log"), "-w",
+                  "-o", f"-p {self.port} -h 127.0.0.1 -k {self.workdir} -c fsync={fsync}", "start")
 
     def stop(self) -> None:
         if self.datadir.exists():
