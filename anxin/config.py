@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Operators of /api/incidents: name:token pairs; the name is the actor in incident timelines.
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     demo_inbox: bool = False  # `anxin demo`: the demo's receivers are webhooks into /demo/inbox
 
     @field_validator("ingest_tokens", "voice_severities", mode="before")
@@ -92,3 +94,14 @@ class Settings(BaseSettings):
     def _split(cls, v: object) -> object:
         # Comma-separated in the environment: ANXIN_INGEST_TOKENS=token1,token2
         return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _pairs(cls, v: object) -> object:
+        # ANXIN_API_TOKENS=张工:token1,值班室:token2
+        if not isinstance(v, str):
+            return v
+        pairs = [p.strip() for p in v.split(",") if p.strip()]
+        if any(":" not in p for p in pairs):
+            raise ValueError("ANXIN_API_TOKENS takes name:token pairs separated by commas")
+        return dict(p.split(":", 1) for p in pairs)

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerting.ack_links import BadLink, verify_token
 from alerting.engine import TransitionError
+from gateway.incidents_api import incidents_router
 from gateway.pipeline import Duplicate, Rejected
 from gateway.service import Gateway
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Anxin gateway", version="0.1.0")
     app.include_router(ingest_router(gateway))
+    app.include_router(incidents_router(gateway))
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, object]:
