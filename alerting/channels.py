@@ -9,7 +9,7 @@ import hmac
 import smtplib
 import time
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -27,6 +27,29 @@ class Channel(Protocol):
 
     def send(self, address: str, secret: str, note: Notification) -> str:
         """Deliver; returns a short receipt (status line) for the delivery record."""
+
+
+def post(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
+    """POST; a transport failure or a non-2xx answer becomes ChannelError (the attempt failed)."""
+    try:
+        resp = client.post(url, **kwargs)
+    except httpx.HTTPError as exc:
+        raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
+    if resp.status_code >= 300:
+        raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+    return resp
+
+
+def post_json(client: httpx.Client, url: str, **kwargs: Any) -> dict[str, Any]:
+    """``post`` for APIs that answer a JSON object (and may refuse inside an HTTP 200: callers check it)."""
+    resp = post(client, url, **kwargs)
+    try:
+        answer = resp.json()
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ChannelError(f"HTTP {resp.status_code}, not a JSON object: {resp.text[:200]}")
+    return answer
 
 
 def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -49,13 +72,7 @@ class WebhookChannel:
         headers = {"Content-Type": "application/json", "X-Anxin-Timestamp": ts}
         if secret:
             headers["X-Anxin-Signature"] = webhook_signature(secret, ts, body)
-        try:
-            resp = self._client.post(address, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
-        if resp.status_code >= 300:
-            raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-        return f"HTTP {resp.status_code}"
+        return f"HTTP {post(self._client, address, content=body, headers=headers).status_code}"
 
     def close(self) -> None:
         self._client.close()
@@ -111,20 +128,11 @@ class _ChatRobot:
         self._client = httpx.Client(timeout=timeout_s)
 
     def _post(self, url: str, body: dict[str, object]) -> str:
-        try:
-            resp = self._client.post(url, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
-        if resp.status_code >= 300:
-            raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-        try:
-            answer = resp.json()
-        except ValueError:
-            raise ChannelError(f"not a robot answer: {resp.text[:200]}") from None
+        answer = post_json(self._client, url, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
         code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
         if code != 0:
             raise ChannelError(f"robot refused: {answer}")
-        return f"HTTP {resp.status_code} code 0"
+        return "2xx, code 0"
 
     def close(self) -> None:
         self._client.close()

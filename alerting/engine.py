@@ -264,16 +264,17 @@ class AlertingEngine:
             s.add(TimelineEntry(incident_id=incident.id, at=now, action="unrouted"))
             log.error("incident %s (%s) matches no route: nobody is notified", incident.id, e.type.value)
             return incident.id, []
+        routine = holds_back(incident)  # not life-safety
         silences = matching(s, incident, now)
         if silences:  # recorded now; the notifications themselves are held back when they are due
-            action = "silenced" if holds_back(incident) else "silence_bypassed"
+            action = "silenced" if routine else "silence_bypassed"
             s.add(TimelineEntry(incident_id=incident.id, at=now, action=action, detail={
                 "silences": [x.id for x in silences], "until": max(x.ends_at for x in silences).isoformat()}))
         steps = []
         for no, step in enumerate(decision.policy.steps):
             roles = _expand(step.roles, decision.receivers)
             # Life-safety never waits for a grouping delay, whatever the policy says.
-            after_s = 0 if no == 0 and not holds_back(incident) else step.after_s
+            after_s = 0 if no == 0 and not routine else step.after_s
             due = now + timedelta(seconds=after_s)
             if after_s == 0:  # claimed by this instance in the incident's own transaction
                 steps.append(EscalationStep(incident_id=incident.id, step_no=no, due_at=due, roles=roles,

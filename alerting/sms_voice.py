@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 import httpx
 import orjson
 
-from alerting.channels import Channel, ChannelError
+from alerting.channels import Channel, ChannelError, post_json
 from alerting.messages import TYPE_NAMES, Notification
 
 ALIYUN_SMS_ENDPOINT = "https://dysmsapi.aliyuncs.com/"
@@ -74,9 +74,14 @@ def tc3_canonical_request(method: str, host: str, payload: bytes, content_type: 
     ])
 
 
+def _tc3_date(timestamp: int) -> str:
+    """The credential scope date: the UTC date of the timestamp (not local)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
 def tc3_string_to_sign(timestamp: int, service: str, canonical_request: str) -> str:
-    """StringToSign of "签名方法 v3" step 2; the scope date is the UTC date of the timestamp (not local)."""
-    date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    """StringToSign of "签名方法 v3" step 2."""
+    date = _tc3_date(timestamp)
     hashed = hashlib.sha256(canonical_request.encode()).hexdigest()
     return f"TC3-HMAC-SHA256\n{timestamp}\n{date}/{service}/tc3_request\n{hashed}"
 
@@ -88,7 +93,7 @@ def tc3_signature(secret_key: str, timestamp: int, service: str, string_to_sign:
     HMAC_SHA256(SecretDate, Service); SecretSigning = HMAC_SHA256(SecretService, "tc3_request");
     Signature = hex(HMAC_SHA256(SecretSigning, StringToSign)).
     """
-    date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    date = _tc3_date(timestamp)
     key = hmac.new(f"TC3{secret_key}".encode(), date.encode(), hashlib.sha256).digest()
     for part in (service, "tc3_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -100,7 +105,7 @@ def tc3_authorization(secret_id: str, secret_key: str, service: str, host: str, 
     """The ``Authorization`` header of "签名方法 v3" step 4 for a POST of ``payload`` to ``host``."""
     canonical = tc3_canonical_request(method, host, payload, content_type)
     signature = tc3_signature(secret_key, timestamp, service, tc3_string_to_sign(timestamp, service, canonical))
-    date = datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+    date = _tc3_date(timestamp)
     return (f"TC3-HMAC-SHA256 Credential={secret_id}/{date}/{service}/tc3_request, "
             f"SignedHeaders=content-type;host, Signature={signature}")
 
@@ -131,22 +136,6 @@ def _e164_cn(number: str) -> str:
     return number if number.startswith("+") else f"+86{number}"
 
 
-def _post(client: httpx.Client, url: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        resp = client.post(url, **kwargs)
-    except httpx.HTTPError as exc:
-        raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
-    try:
-        answer = resp.json()
-    except ValueError:
-        raise ChannelError(f"HTTP {resp.status_code}, not JSON: {resp.text[:200]}") from None
-    if not isinstance(answer, dict):
-        raise ChannelError(f"HTTP {resp.status_code}, unexpected answer: {resp.text[:200]}")
-    if resp.status_code >= 300:
-        raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
-    return answer
-
-
 # --------------------------------------------------------------------------------------------- Aliyun
 
 
@@ -174,7 +163,7 @@ class _AliyunRpc:
             **params,
         }
         signed["Signature"] = aliyun_rpc_signature(signed, self._secret, "POST")
-        answer = _post(self._client, self._endpoint, content=urlencode(signed).encode(),
+        answer = post_json(self._client, self._endpoint, content=urlencode(signed).encode(),
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
         if answer.get("Code") != "OK":
             raise ChannelError(f"aliyun {self.action} refused: {answer.get('Code')} {answer.get('Message')}")
@@ -263,7 +252,7 @@ class _TencentApi:
             "X-TC-Version": self.version,
             "X-TC-Region": self._region,
         }
-        answer = _post(self._client, self._endpoint, content=payload, headers=headers)
+        answer = post_json(self._client, self._endpoint, content=payload, headers=headers)
         response = answer.get("Response")
         if not isinstance(response, dict):
             raise ChannelError(f"tencent {self.action}: no Response in answer: {str(answer)[:200]}")

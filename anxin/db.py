@@ -109,14 +109,13 @@ class AlarmLaneTopic(Base):
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    if url.startswith("sqlite"):
-        # A file does not drop connections (no pre-ping); every thread of the gateway may hold one.
-        engine = create_engine(url, pool_size=20, max_overflow=20)
+    # Every thread of the gateway may hold a connection. No ping per checkout: on PostgreSQL it cost a
+    # round trip per transaction on the alarm path, and every writer retries on a dropped connection
+    # anyway (SQLAlchemy then renews the pool; tested with a PostgreSQL outage).
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    # No ping per checkout: it cost a round trip per transaction on the alarm path, and every writer
-    # retries on a dropped connection anyway (SQLAlchemy then renews the pool; tested with a PG outage).
-    return create_engine(url, pool_size=20, max_overflow=20)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -193,7 +193,7 @@ class Gateway:
         # Flush while still connected so the final acks reach the broker; anything later is redelivered.
         self.registry.stop()
         self.lane_topics.stop()
-        if self.alarm_lane is not None:  # releases its topics: ingest takes them back at once
+        if self.alarm_lane is not None:  # its leases lapse: a quick restart takes its topics back
             self.alarm_lane.stop()
         self.telemetry.stop()
         self.writer.stop()

@@ -34,10 +34,15 @@ def metrics_path(settings: Settings, index: int) -> Path:
     return worker_settings(settings, index).spool_dir / "metrics.json"
 
 
+def worker_indexes(settings: Settings) -> range:
+    """1..N with N ingest workers; none when ANXIN_MQTT_WORKERS is 1 (the main process ingests)."""
+    return range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1)
+
+
 def worker_snapshots(settings: Settings) -> list[tuple[dict[str, str], Snapshot]]:
     """The workers' latest metrics (written every METRICS_EVERY_S), labelled ``worker="<n>"``."""
     out: list[tuple[dict[str, str], Snapshot]] = []
-    for index in range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1):
+    for index in worker_indexes(settings):
         with contextlib.suppress(OSError, ValueError):
             out.append(({"worker": str(index)}, orjson.loads(metrics_path(settings, index).read_bytes())))
     return out
@@ -62,8 +67,7 @@ def start_extra_workers(settings: Settings) -> list[BaseProcess]:
     """Start the ingest worker processes (none when ANXIN_MQTT_WORKERS is 1: the main process ingests)."""
     if settings.mqtt_workers > 1 and not settings.mqtt_shared_group:
         raise ValueError("several MQTT workers need a shared subscription group (ANXIN_MQTT_SHARED_GROUP)")
-    count = settings.mqtt_workers if settings.mqtt_workers > 1 else 0
-    return [_spawn(settings, index) for index in range(1, count + 1)]
+    return [_spawn(settings, index) for index in worker_indexes(settings)]
 
 
 def _spawn(settings: Settings, index: int) -> BaseProcess:
