@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,8 @@ from anxin.logging_setup import setup_logging
 from anxin.model import Event, Reading
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, NoProfileError, ProfileError, ProfileSet, load_profiles
+
+log = logging.getLogger("anxin")
 
 EXIT_NO_PROFILE = 3
 EXIT_MALFORMED = 4
@@ -156,8 +159,8 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     if simulate:
         sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)
         threading.Thread(target=sim.run, name="simulator", daemon=True).start()
-    server = uvicorn.Server(uvicorn.Config(create_app(gw), host=settings.http_host, port=settings.http_port,
-                                           log_level="warning"))
+    server = _Server(uvicorn.Config(create_app(gw), host=settings.http_host, port=settings.http_port,
+                                    log_level="warning"))
     if settings.demo_inbox:
         print(f"Demo receivers (police, fire, contractor, director): http://127.0.0.1:{settings.http_port}/demo/inbox")
     print(f"Anxin gateway: MQTT {settings.mqtt_host}:{settings.mqtt_port}, "
@@ -166,13 +169,55 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     try:
         server.run()
     finally:
+        # Bounded: whatever hangs past the limit, the process exits (its workers die with it, see
+        # gateway/workers.py) and what was not acknowledged is delivered again by the broker.
+        watchdog = threading.Timer(SHUTDOWN_LIMIT_S, _give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        log.info("stopping: HTTP closed, stopping ingest workers, flushing telemetry and events")
         if sim is not None:
             sim.stop()
-        workers.stop()
+        workers.stop(timeout=SHUTDOWN_LIMIT_S / 3)
         gw.stop()
         if broker is not None:
             broker.stop()
+        watchdog.cancel()
+        log.info("stopped cleanly")
     return 0
+
+
+SHUTDOWN_LIMIT_S = 45.0
+
+
+def _give_up() -> None:
+    log.error("shutdown took longer than %.0f s; exiting now (unacknowledged messages will be redelivered)",
+              SHUTDOWN_LIMIT_S)
+    logging.shutdown()
+    os._exit(70)
+
+
+class _Server:
+    """uvicorn's server with our own SIGTERM/SIGINT handling: uvicorn re-raises the signal once it has
+    stopped, which killed the process before the workers were stopped and the buffers flushed."""
+
+    def __init__(self, config: object) -> None:
+        import uvicorn
+
+        self._server = uvicorn.Server(config)  # type: ignore[arg-type]
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+
+    def run(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            if self._server.should_exit:  # asked again while stopping: stop waiting
+                log.warning("received %s again: exiting at once", signal.Signals(signum).name)
+                _give_up()
+            log.info("received %s: shutting down", signal.Signals(signum).name)
+            self._server.should_exit = True
+
+        # Kept until the process exits, so a signal during the clean-up cannot kill it half way.
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self._server.run()
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     mqtt_password: str | None = None
     mqtt_client_id: str = "anxin-gateway-1"
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
-    mqtt_shared_group: str = "anxin"  # "" subscribes without $share (brokers that lack it)
+    # "" (default): plain subscriptions, which mosquitto keeps across its own restarts (it forgets shared
+    # ones, and with them everything published before the gateway subscribes again); several workers on
+    # one host then split the topics by hash. Set a group (e.g. "anxin") only to spread the load over
+    # several gateway instances, on a broker that keeps shared subscriptions (an EMQX cluster).
+    mqtt_shared_group: str = ""
     mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
     mqtt_session_expiry_s: int = 7 * 24 * 3600
     mqtt_workers: int = Field(default=1, ge=1, le=64)  # ingest processes on this host (shared group)

@@ -6,6 +6,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# Gauge that says whether an MQTT ingest session holds its subscriptions (readiness reads it from workers).
+MQTT_SUBSCRIBED = "anxin_mqtt_subscribed"
+
 Labels = tuple[tuple[str, str], ...]
 # What another process (an ingest worker) reports: {"counters": [[name, labels, value]], "gauges": [...]}
 Snapshot = dict[str, Any]

@@ -31,25 +31,35 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.include_router(ingest_router(gateway))
     app.include_router(incidents_router(gateway))
 
+    @app.get("/readyz")
+    def readyz(response: Response) -> dict[str, object]:
+        """200 only while every ingest session and the alarm lane hold their subscriptions: a message
+        published now is either received or queued for this gateway by the broker."""
+        parts = gateway.readiness()
+        ready = all(parts.values())
+        if not ready:
+            response.status_code = 503
+        return {"status": "ready" if ready else "not ready", "subscribed": parts}
+
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, object]:
-        """503 when something that carries messages is down: the ingest session (or a worker process)
-        or the alarm lane's session."""
+        """503 when something that carries messages is down or not subscribed: the ingest session (or a
+        worker process) or the alarm lane's session."""
         workers = gateway.workers
         lane = gateway.alarm_lane
+        parts = gateway.readiness()
         body: dict[str, object] = {
             "profiles": len(gateway.profiles.by_name),
             "devices": len(gateway.registry),
+            "subscribed": parts,
             "alarm_lane": None if lane is None else {"connected": lane.source.connected.is_set(),
                                                      "topics": len(lane.held())},
         }
         if workers is None:
             body["mqtt_connected"] = gateway.mqtt.connected.is_set()
-            ok = bool(body["mqtt_connected"])
         else:  # ingest runs in worker processes (their own sessions)
             body["workers"] = {"expected": len(workers.procs), "alive": workers.alive(), "restarts": workers.restarts}
-            ok = workers.alive() == len(workers.procs)
-        ok = ok and (lane is None or lane.source.connected.is_set())
+        ok = all(parts.values())
         body["status"] = "ok" if ok else "degraded"
         if not ok:
             response.status_code = 503

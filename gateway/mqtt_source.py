@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -29,6 +30,9 @@ from anxin.metrics import Metrics
 from gateway.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
+
+_LEFT_TO_LANE = Metrics.key("anxin_mqtt_left_to_alarm_lane_total")
+_LEFT_TO_OTHER_WORKER = Metrics.key("anxin_mqtt_left_to_other_worker_total")
 
 
 class MqttSource:
@@ -49,6 +53,7 @@ class MqttSource:
         session_expiry_s: int = 7 * 24 * 3600,
         keepalive: int = 30,
         skip: Callable[[str], bool] | None = None,
+        partition: tuple[int, int] | None = None,
         name: str = "mqtt-source",
     ) -> None:
         self._pipeline = pipeline
@@ -58,6 +63,10 @@ class MqttSource:
         self._share = f"$share/{shared_group}/" if shared_group else ""
         self._topics = [self._share + t for t in subscriptions]
         self._skip = skip  # topics another session (the alarm lane) takes care of: acknowledged unread
+        # (index, count): this session keeps the topics that hash to its index and acknowledges the
+        # others unread; every session holds the same non-shared (so broker-persisted) subscriptions.
+        self._partition = partition
+        self._mine: dict[str, bool] = {}
         self._suback: dict[int, Future[bool]] = {}
         self._client_id = client_id
         self._credentials = (username, password)
@@ -183,19 +192,32 @@ class MqttSource:
 
     def _on_qos0_message(self, _client: Any, topic: Any, payload: bytes, _qos: int, _props: Any) -> int:
         name = _topic(topic)
-        if self._skip is not None and self._skip(name):
-            self._metrics.inc("anxin_mqtt_left_to_alarm_lane_total")
-            return 0
-        self._pipeline.submit(name, payload, None, source="mqtt")
+        if not self._leaves(name):
+            self._pipeline.submit(name, payload, None, source="mqtt")
         return 0
 
     def _on_qos1_publish(self, mid: int, payload: bytes, topic: Any, _props: Any) -> None:
         name = _topic(topic)
-        if self._skip is not None and self._skip(name):
-            self._metrics.inc("anxin_mqtt_left_to_alarm_lane_total")
+        if self._leaves(name):
             self._send_ack(self._generation, mid)
             return
         self._pipeline.submit(name, payload, self._acker(mid), source="mqtt")
+
+    def _leaves(self, topic: str) -> bool:
+        """True for a message another session takes care of: the alarm lane's, or another partition's."""
+        if self._partition is not None:
+            mine = self._mine.get(topic)
+            if mine is None:
+                if len(self._mine) > 100_000:
+                    self._mine = {}
+                mine = self._mine[topic] = partition_of(topic, self._partition[1]) == self._partition[0]
+            if not mine:
+                self._metrics.inc_key(_LEFT_TO_OTHER_WORKER)
+                return True
+        if self._skip is not None and self._skip(topic):
+            self._metrics.inc_key(_LEFT_TO_LANE)
+            return True
+        return False
 
     # -- acknowledgements --------------------------------------------------------------------------
     def _acker(self, mid: int) -> Callable[[], None]:
@@ -225,6 +247,12 @@ class MqttSource:
         # an ack for the old connection could confirm the wrong message. The resent copy gets its own.
         if generation == self._generation and self.connected.is_set():
             self._handler._send_puback(mid)
+
+
+def partition_of(topic: str, count: int) -> int:
+    """The partition (0..count-1) that takes a topic: stable across processes and restarts, so one
+    device's messages always reach the same worker, in order."""
+    return zlib.crc32(topic.encode()) % count
 
 
 def _topic(topic: Any) -> str:

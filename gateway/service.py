@@ -26,7 +26,7 @@ from alerting.thresholds import (
 )
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
-from anxin.metrics import Metrics
+from anxin.metrics import MQTT_SUBSCRIBED, Metrics
 from anxin.model import Event
 from gateway.alarm_lane import AlarmLane, LaneTopics
 from gateway.db_writer import DbWriter
@@ -89,7 +89,8 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
 class Gateway:
     """The running ingest service. ``start()`` connects; ``stop()`` drains and closes."""
 
-    def __init__(self, settings: Settings, *, sink: TelemetrySink | None = None) -> None:
+    def __init__(self, settings: Settings, *, sink: TelemetrySink | None = None,
+                 partition: tuple[int, int] | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.engine = make_engine(settings.database_url)
@@ -111,7 +112,8 @@ class Gateway:
         self.lane_topics.refresh()
         self.mqtt = self._mqtt_source(settings.mqtt_client_id, self.profiles.subscriptions(),
                                       settings.mqtt_shared_group,
-                                      skip=self.lane_topics.skip if settings.alarm_lane else None)
+                                      skip=self.lane_topics.skip if settings.alarm_lane else None,
+                                      partition=partition)
         self.alarm_lane: AlarmLane | None = None
         if settings.alarm_lane and settings.alerting_enabled:
             group = settings.mqtt_shared_group
@@ -184,7 +186,7 @@ class Gateway:
         self.lane_topics.start()
         if mqtt:
             self.mqtt.start()
-            self.metrics.gauge("anxin_mqtt_subscribed", "1 while the ingest session holds its subscriptions",
+            self.metrics.gauge(MQTT_SUBSCRIBED, "1 while the ingest session holds its subscriptions",
                                lambda: float(self.mqtt.subscribed.is_set()))
         log.info("gateway started: %d profiles, %d devices, subscriptions %s", len(self.profiles.by_name),
                  len(self.registry), self.profiles.subscriptions())
@@ -204,6 +206,20 @@ class Gateway:
             self.alerting.stop()
         self.sink.close()
         self.engine.dispose()
+
+    def readiness(self) -> dict[str, bool]:
+        """Ready means subscribed, not just connected: each part that carries messages, and whether it
+        holds its subscriptions now (this process's ingest session or every worker's, the alarm lane)."""
+        parts: dict[str, bool] = {}
+        if self.workers is None:
+            parts["ingest"] = self.mqtt.subscribed.is_set()
+        else:
+            parts.update({f"worker-{i}": ok for i, ok in self.workers.subscribed().items()})
+        lane = self.alarm_lane
+        if lane is not None:
+            parts["alarm_lane"] = (lane.ready.is_set() and lane.source.connected.is_set()
+                                   and (not lane.held() or lane.source.subscribed.is_set()))
+        return parts
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything received so far is durable (tests, shutdown)."""

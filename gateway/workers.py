@@ -9,11 +9,13 @@ The broker spreads the messages; every worker acknowledges only what it made dur
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import orjson
 
 from anxin.config import Settings
 from anxin.logging_setup import setup_logging
-from anxin.metrics import Snapshot
+from anxin.metrics import MQTT_SUBSCRIBED, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,18 @@ def metrics_path(settings: Settings, index: int) -> Path:
 def worker_indexes(settings: Settings) -> range:
     """1..N with N ingest workers; none when ANXIN_MQTT_WORKERS is 1 (the main process ingests)."""
     return range(1, settings.mqtt_workers + 1 if settings.mqtt_workers > 1 else 1)
+
+
+def worker_subscribed(settings: Settings, index: int) -> bool:
+    """True while worker ``index`` reports (freshly) that its session holds its subscriptions."""
+    path = metrics_path(settings, index)
+    try:
+        if time.time() - path.stat().st_mtime > 3 * METRICS_EVERY_S:
+            return False
+        snapshot = orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return any(name == MQTT_SUBSCRIBED and value == 1 for name, _help, value in snapshot.get("gauges", []))
 
 
 def worker_snapshots(settings: Settings) -> list[tuple[dict[str, str], Snapshot]]:
@@ -65,15 +79,22 @@ def main_ingests(settings: Settings) -> bool:
 
 def start_extra_workers(settings: Settings) -> list[BaseProcess]:
     """Start the ingest worker processes (none when ANXIN_MQTT_WORKERS is 1: the main process ingests)."""
-    if settings.mqtt_workers > 1 and not settings.mqtt_shared_group:
-        raise ValueError("several MQTT workers need a shared subscription group (ANXIN_MQTT_SHARED_GROUP)")
     return [_spawn(settings, index) for index in worker_indexes(settings)]
 
 
+def partition(settings: Settings, index: int) -> tuple[int, int] | None:
+    """Without a shared group every worker subscribes to everything and keeps one hash partition of the
+    topics; with one, the broker spreads the messages."""
+    return None if settings.mqtt_shared_group else (index - 1, settings.mqtt_workers)
+
+
 def _spawn(settings: Settings, index: int) -> BaseProcess:
+    # A report from a worker that is gone must not count as its successor being subscribed.
+    with contextlib.suppress(FileNotFoundError):
+        metrics_path(settings, index).unlink()
     ctx = multiprocessing.get_context("spawn")  # no fork: threads and sockets do not survive it
-    proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index), name=f"anxin-worker-{index}",
-                       daemon=True)
+    proc = ctx.Process(target=_worker_main, args=(settings.model_dump(), index, os.getpid()),
+                       name=f"anxin-worker-{index}", daemon=True)
     proc.start()
     return proc
 
@@ -100,6 +121,11 @@ class WorkerSupervisor:
     def alive(self) -> int:
         return sum(p.is_alive() for p in self.procs)
 
+    def subscribed(self) -> dict[int, bool]:
+        """Per worker (1..N): alive and holding its subscriptions."""
+        return {i: proc.is_alive() and worker_subscribed(self._settings, i)
+                for i, proc in enumerate(self.procs, start=1)}
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         if self._thread.is_alive():
@@ -124,7 +150,19 @@ def stop_workers(procs: list[BaseProcess], timeout: float = 30.0) -> None:
             proc.kill()
 
 
-def _worker_main(settings_data: dict[str, Any], index: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send us SIGTERM when the gateway process dies, even by kill -9: a worker must never
+    outlive it and go on consuming with nobody supervising it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_main(settings_data: dict[str, Any], index: int, parent: int) -> None:
     from gateway.service import Gateway
 
     setup_logging(tag=f"worker-{index} ")
@@ -134,11 +172,20 @@ def _worker_main(settings_data: dict[str, Any], index: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    gateway = Gateway(worker_settings(settings, index))
+    _die_with_parent(parent)
+    gateway = Gateway(worker_settings(settings, index), partition=partition(settings, index))
     gateway.start()
     path = metrics_path(settings, index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    while not stop.wait(METRICS_EVERY_S):  # the main process serves them at /metrics
+    # The main process serves these at /metrics and reads readiness from them: report at once when the
+    # subscriptions are granted or lost, and every METRICS_EVERY_S.
+    reported: bool | None = None
+    last = 0.0
+    while not stop.wait(0.1):
+        subscribed = gateway.mqtt.subscribed.is_set()
+        if subscribed == reported and time.monotonic() - last < METRICS_EVERY_S:
+            continue
+        reported, last = subscribed, time.monotonic()
         try:
             tmp = path.with_suffix(".tmp")
             tmp.write_bytes(orjson.dumps(gateway.metrics.snapshot()))

@@ -83,10 +83,11 @@ class Publisher:
         self.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition",
+             interval: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.05)
+        time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")

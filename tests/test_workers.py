@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from anxin.config import Settings
 from gateway.http_app import create_app
+from gateway.mqtt_source import partition_of
 from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers, worker_snapshots
 from tests.harness import REGISTRY, Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
@@ -33,9 +34,12 @@ def _subscribed(settings: Settings) -> int:
                for _, snap in worker_snapshots(settings))
 
 
-def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto: MosquittoServer) -> None:
+@pytest.mark.parametrize("group", ["", "anxin-test"], ids=["hash-partitions", "shared-group"])
+def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto: MosquittoServer,
+                                                       group: str) -> None:
+    """Without a group each worker keeps its hash partition of the topics; with one the broker spreads."""
     settings = gateway_settings(tmp_path, mqtt_port=mosquitto.port, telemetry_sink="sqlite",
-                                mqtt_shared_group="anxin-test", mqtt_workers=2, duplicate_window_s=0)
+                                mqtt_shared_group=group, mqtt_workers=2, duplicate_window_s=0)
     n = 400
     with running_gateway(settings, registry=REGISTRY, mqtt=False) as gw:
         workers = start_extra_workers(settings)
@@ -48,10 +52,17 @@ def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto
                     pub.publish(f"zigbee2mqtt/dev-{i}", b'{"smoke":false,"battery":%d}' % (i % 100))
             wait_for(lambda: len(_stored(settings.sqlite_telemetry_path)) >= n, timeout=60, what="all stored")
             assert gw.metrics.get("anxin_messages_total", profile="zigbee2mqtt-smoke") == 0  # main: no MQTT
+            if not group:  # each worker decoded its own partition and left the other's unread
+                wait_for(lambda: _left_to_other_worker(settings) == n, what="partitions accounted for")
         finally:
             stop_workers(workers)
     rows = _stored(settings.sqlite_telemetry_path)
     assert sorted(rows) == sorted((f"dev-{i}", float(i % 100)) for i in range(n))
+
+
+def _left_to_other_worker(settings: Settings) -> float:
+    return sum(value for _, snap in worker_snapshots(settings) for name, _labels, value in snap["counters"]
+               if name == "anxin_mqtt_left_to_other_worker_total")
 
 
 def test_a_dead_worker_is_replaced_and_its_messages_redelivered(tmp_path: Path, mosquitto: MosquittoServer) -> None:
@@ -78,10 +89,11 @@ def test_a_dead_worker_is_replaced_and_its_messages_redelivered(tmp_path: Path, 
     assert sorted(_stored(settings.sqlite_telemetry_path)) == sorted((f"dev-{i}", float(i % 100)) for i in range(200))
 
 
-def test_workers_need_a_shared_group(tmp_path: Path) -> None:
-    settings = gateway_settings(tmp_path, mqtt_port=1, mqtt_shared_group="", mqtt_workers=2)
-    with pytest.raises(ValueError, match="shared subscription group"):
-        start_extra_workers(settings)
+def test_partitions_are_stable_and_spread() -> None:
+    topics = [f"zigbee2mqtt/dev-{i}" for i in range(1000)]
+    first = [partition_of(t, 2) for t in topics]
+    assert first == [partition_of(t, 2) for t in topics]  # the same worker for a device, always
+    assert 400 < first.count(0) < 600
 
 
 def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosquitto: MosquittoServer) -> None:
@@ -110,6 +122,8 @@ def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosq
         wait_for(lambda: health()["status"] == "ok", timeout=30, what="gateway healthy")
         body = health()
         assert body["workers"] == {"expected": 2, "alive": 2, "restarts": 0} and "mqtt_connected" not in body
+        assert body["subscribed"] == {"worker-1": True, "worker-2": True, "alarm_lane": True}
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
         assert body["alarm_lane"] == {"connected": True, "topics": 0}
 
         # The workers' counters are served by the main process, labelled per worker.

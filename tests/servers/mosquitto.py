@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +28,9 @@ class MosquittoServer:
                 "persistence true",
                 f"persistence_location {workdir}/",
                 "autosave_interval 1",
+                # Run as root, mosquitto drops to the `mosquitto` user and then cannot write this
+                # directory: it would never persist. Stay the user we are.
+                f"user {getpass.getuser()}",
                 # Gateways hold whole batches in flight until they are durable (MQTT 3.1.1 clients;
                 # MQTT 5 clients announce Receive Maximum themselves).
                 "max_inflight_messages 0",
@@ -48,8 +52,25 @@ class MosquittoServer:
         return self
 
     def stop(self) -> None:
+        """A clean stop (SIGTERM): mosquitto writes its persistence file on the way out."""
         stop_process(self._proc)
         self._proc = None
+
+    def kill(self) -> None:
+        """kill -9: what was not yet autosaved (every second here) is gone."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start on the same port with the same persistence directory."""
+        self.stop()
+        self.start()
+
+    @property
+    def persistence_file(self) -> Path:
+        return self.workdir / "mosquitto.db"
 
     def __enter__(self) -> MosquittoServer:
         return self.start()
