@@ -61,7 +61,7 @@ def test_two_workers_share_the_load_without_duplicates(tmp_path: Path, mosquitto
 
 
 def _left_to_other_worker(settings: Settings) -> float:
-    return sum(value for _, snap in worker_snapshots(settings) for name, _labels, value in snap["counters"]
+    return sum(float(value) for _, snap in worker_snapshots(settings) for name, _labels, value in snap["counters"]
                if name == "anxin_mqtt_left_to_other_worker_total")
 
 

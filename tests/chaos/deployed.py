@@ -173,7 +173,7 @@ class Load:
                                   clean_session=False)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(1, 1)
         self._acked: set[int] = set()  # message ids the broker acknowledged (PUBACK)
         self._mids: list[int] = []
         self.client.on_publish = lambda _c, _u, mid, _rc, _p: self._acked.add(mid)
