@@ -238,9 +238,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from gateway.simulator import Simulator
 
     sim = Simulator(args.host, args.port, period_s=args.period, alarm_every_s=args.alarm_every)
+    # The simulator runs on a thread of its own: a signal handler that set its stop Event while this
+    # thread waited on that same Event could deadlock.
+    runner = threading.Thread(target=sim.run, args=(args.duration,), name="simulator", daemon=True)
     signal.signal(signal.SIGTERM, lambda *_: sim.stop())
-    with contextlib.suppress(KeyboardInterrupt):
-        sim.run(args.duration)
+    signal.signal(signal.SIGINT, lambda *_: sim.stop())
+    runner.start()
+    while runner.is_alive():
+        runner.join(0.2)
     print(f"published {sim.published} messages")
     return 0
 

@@ -169,9 +169,11 @@ def _worker_main(settings_data: dict[str, Any], index: int, parent: int) -> None
     settings = Settings.model_validate(settings_data)
     # Telemetry can wait a moment; a panic press on the main process's alarm lane cannot.
     os.nice(settings.worker_nice)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # A plain flag: a handler that set a threading.Event could deadlock on the lock of the very
+    # Event.wait() it interrupted (seen: a worker that never stopped).
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
     _die_with_parent(parent)
     gateway = Gateway(worker_settings(settings, index), partition=partition(settings, index))
     gateway.start()
@@ -181,7 +183,8 @@ def _worker_main(settings_data: dict[str, Any], index: int, parent: int) -> None
     # subscriptions are granted or lost, and every METRICS_EVERY_S.
     reported: bool | None = None
     last = 0.0
-    while not stop.wait(0.1):
+    while not stopping:
+        time.sleep(0.1)
         subscribed = gateway.mqtt.subscribed.is_set()
         if subscribed == reported and time.monotonic() - last < METRICS_EVERY_S:
             continue
