@@ -133,8 +133,11 @@ Emit = Callable[[Sequence[Event]], None]
 
 class ThresholdEvaluator:
     def __init__(self, config: ThresholdConfig, source: WindowSource, device_info: DeviceInfo, emit: Emit,
-                 interval_s: float = 30.0, min_readings: int = 2, offline: OfflineDetector | None = None) -> None:
+                 interval_s: float = 30.0, min_readings: int = 2, offline: OfflineDetector | None = None,
+                 leader: Leader | None = None) -> None:
         self.offline = offline
+        self._leader = leader
+        self._leading = False
         self._config = config
         self._source = source
         self._device_info = device_info
@@ -157,11 +160,28 @@ class ThresholdEvaluator:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             try:
+                if not self._lead():
+                    continue
                 self.evaluate()
                 if self.offline is not None:
                     self.offline.evaluate()
             except Exception:  # the store may be down: try again next round
                 log.exception("threshold evaluation failed")
+
+    def _lead(self) -> bool:
+        """With several instances only the lease holder evaluates, so a breach is one event, not one per
+        instance. Taking the lead over, it first learns from the database what is active now."""
+        if self._leader is None:
+            return True
+        leading = self._leader.hold()
+        if leading and not self._leading:
+            active, offline = self._leader.active_states()
+            self._active = {(rule, device) for rule, device in active}
+            if self.offline is not None:
+                self.offline.prime(offline)
+            log.info("threshold and offline rules: this instance evaluates them now")
+        self._leading = leading
+        return leading
 
     def evaluate(self) -> list[Event]:
         now = datetime.now(UTC)
@@ -194,6 +214,14 @@ class ThresholdEvaluator:
             if key in self._overrides:
                 return self._overrides[key]
         return None
+
+
+class Leader(Protocol):
+    def hold(self) -> bool:
+        """Take or renew the rules' lease; True while this instance holds it."""
+
+    def active_states(self) -> tuple[set[tuple[str, str]], set[str]]:
+        """What the database says is active: (rule, device) breaches and offline devices."""
 
 
 class LastSeenSource(Protocol):
@@ -233,6 +261,9 @@ class OfflineDetector:
         self._factor = factor
         self._started = started_at if started_at is not None else datetime.now(UTC).timestamp()
         self._offline: set[str] = set()
+
+    def prime(self, offline: set[str]) -> None:
+        self._offline = set(offline)
 
     def evaluate(self) -> list[Event]:
         devices = self._devices()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from alerting.routing import DEFAULT_ROUTES
@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     alerting_enabled: bool = True
     alerting_routes: Path = DEFAULT_ROUTES
     alerting_secret: str = "change-me"  # signs acknowledge links: set a long random value
-    alerting_instance_id: str = "anxin-1"  # who claimed an escalation step (several gateways share a DB)
+    # Who holds an escalation claim or the rules' lease when several gateways share a database: unique
+    # per instance. Empty: the MQTT client id, which must be unique per instance anyway.
+    alerting_instance_id: str = ""
     alerting_tick_s: float = Field(default=0.2, gt=0)
     alerting_delivery_attempts: int = Field(default=3, ge=1)
     alerting_retry_backoff_s: float = Field(default=0.5, ge=0)
@@ -92,6 +94,12 @@ class Settings(BaseSettings):
     # Operators of /api/incidents: name:token pairs; the name is the actor in incident timelines.
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     demo_inbox: bool = False  # `anxin demo`: the demo's receivers are webhooks into /demo/inbox
+
+    @model_validator(mode="after")
+    def _instance_id(self) -> Settings:
+        if not self.alerting_instance_id:
+            self.alerting_instance_id = self.mqtt_client_id
+        return self
 
     @field_validator("ingest_tokens", "voice_severities", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
 from alerting.engine import AlertingEngine, AlertingOptions
+from alerting.leases import RulesLease
 from alerting.routing import load_routing
 from alerting.sia_dc09 import SiaDc09Channel
 from alerting.thresholds import (
@@ -132,9 +133,13 @@ class Gateway:
                          else functools.partial(influx_last_seen, source))
             offline = OfflineDetector(last_seen, self._heartbeat_devices, self._emit_rule_events,
                                       factor=settings.offline_factor)
+            # One instance evaluates the rules (a lease in the database); it lapses after a few rounds.
+            lease = RulesLease(self.sessions, settings.alerting_instance_id,
+                               max(10.0, 3 * settings.thresholds_interval_s),
+                               on_take=lambda: self.events.prime(self.sessions))
             self.thresholds = ThresholdEvaluator(load_thresholds(settings.thresholds), source, self._device_info,
                                                  self._emit_rule_events, interval_s=settings.thresholds_interval_s,
-                                                 offline=offline)
+                                                 offline=offline, leader=lease)
         self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
                            lambda: float(self.telemetry.pending()))
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",

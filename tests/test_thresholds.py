@@ -3,8 +3,10 @@ below), becoming env.* incidents routed to the institution."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +20,7 @@ from alerting.thresholds import (
     ThresholdEvaluator,
     load_thresholds,
 )
+from anxin.db import EventRecord
 from anxin.model import EventState, EventType, Reading
 from gateway.sinks.influx import InfluxSink
 from tests.harness import gateway_settings, running_gateway, wait_for
@@ -120,3 +123,32 @@ def test_silent_device_goes_offline_and_comes_back(tmp_path: Path, webhooks: Web
         gw.sink.write([Reading("th-quiet", "temperature", 21.5, datetime.now(UTC), "xm-001")])
         back = [(e.device_id, e.state) for e in detector.evaluate() if e.device_id == "th-quiet"]
         assert back == [("th-quiet", EventState.CLEAR)]
+
+
+def test_with_two_instances_one_evaluates_and_the_other_takes_over_knowing_what_is_active(
+        tmp_path: Path, webhooks: WebhookReceiver) -> None:
+    """Rules run under a database lease: one event per breach however many gateways run, and the
+    instance that takes over after the holder stopped still ends the breach it did not see begin."""
+    registry = directory(webhooks.url)
+    registry["devices"].append({"id": "fridge-1", "institution": "xm-001", "profile": "zigbee2mqtt-fridge"})
+    common: dict[str, Any] = {"telemetry_sink": "sqlite", "thresholds_interval_s": 0.2, "database_url": f"sqlite:///{tmp_path}/a.db",
+              "sqlite_telemetry_path": tmp_path / "telemetry.db"}
+
+    def fridge_events() -> list[tuple[str, str]]:
+        with first.sessions() as s:
+            return [(r.state, r.source) for r in s.scalars(select(EventRecord).where(
+                EventRecord.type == EventType.FRIDGE_WARM.value).order_by(EventRecord.id))]
+
+    settings_a = gateway_settings(tmp_path / "a", mqtt_port=1, alerting_instance_id="gw-a", **common)
+    settings_b = gateway_settings(tmp_path / "b", mqtt_port=1, alerting_instance_id="gw-b", **common)
+    with running_gateway(settings_a, registry=registry, mqtt=False) as first, \
+            running_gateway(settings_b, mqtt=False) as second:
+        first.sink.write(series("fridge-1", "temperature", [8.5, 9.0, 8.8, 9.4], minutes=14))
+        wait_for(lambda: len(fridge_events()) == 1, what="the breach recorded")
+        time.sleep(2)  # ten rounds of both instances
+        assert [state for state, _ in fridge_events()] == ["active"]
+        assert second.thresholds is not None
+        first.stop()  # its lease lapses; the second instance takes the rules over
+        second.sink.write(series("fridge-1", "temperature", [5.0], minutes=0.05))
+        wait_for(lambda: len(fridge_events()) == 2, timeout=40, what="the clear from the other instance")
+        assert [state for state, _ in fridge_events()] == ["active", "clear"]
