@@ -165,7 +165,9 @@ class ThresholdEvaluator:
                 self.evaluate()
                 if self.offline is not None:
                     self.offline.evaluate()
-            except Exception:  # the store may be down: try again next round
+            except httpx.TransportError as exc:  # the store is down: say so in one line, try next round
+                log.warning("threshold and offline rules not evaluated: telemetry store unreachable (%s)", exc)
+            except Exception:
                 log.exception("threshold evaluation failed")
 
     def _lead(self) -> bool:

@@ -124,13 +124,15 @@ class DbWriter:
                 with self._sessions.begin() as s:
                     results = [item.work(s) for item in group]
                 return results
-            except (OperationalError, InterfaceError, DisconnectionError) as exc:
-                # Database unreachable: keep the items (and everything behind them) and retry.
-                self._metrics.inc("anxin_db_write_retries_total")
-                log.warning("database write failed, retrying in %.2fs: %s", backoff, exc.__class__.__name__)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
-            except DBAPIError:
+            except (DBAPIError, DisconnectionError) as exc:
+                if transient(exc):
+                    # Database unreachable or not writable now: keep the items (and everything behind
+                    # them) and retry; their messages stay unacknowledged meanwhile.
+                    self._metrics.inc("anxin_db_write_retries_total")
+                    log.warning("database write failed, retrying in %.2fs: %s", backoff, _why(exc))
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
                 if len(group) == 1:
                     return [self._execute(group[0])]
                 # One item is refused by the database itself: find it by writing them one by one.
@@ -143,14 +145,15 @@ class DbWriter:
             try:
                 with self._sessions.begin() as s:
                     return item.work(s)
-            except (OperationalError, InterfaceError, DisconnectionError) as exc:
-                self._metrics.inc("anxin_db_write_retries_total")
-                log.warning("database write failed, retrying in %.2fs: %s", backoff, exc.__class__.__name__)
-            except DBAPIError as exc:
-                bad_tries += 1
-                if bad_tries >= 2:
-                    self._reject(item, exc)
-                    return None
+            except (DBAPIError, DisconnectionError) as exc:
+                if transient(exc):
+                    self._metrics.inc("anxin_db_write_retries_total")
+                    log.warning("database write failed, retrying in %.2fs: %s", backoff, _why(exc))
+                else:
+                    bad_tries += 1
+                    if bad_tries >= 2:
+                        self._reject(item, exc)
+                        return None
             time.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 
@@ -161,3 +164,27 @@ class DbWriter:
         self._rejected_file.parent.mkdir(parents=True, exist_ok=True)
         with self._rejected_file.open("a", encoding="utf-8") as f:
             f.write(json.dumps({"error": str(exc), **item.describe()}, default=str, ensure_ascii=False) + "\n")
+
+
+# SQLSTATE classes and codes that say "not now" rather than "never": connection trouble (08), a
+# read-only database (25006: a standby, or writes switched off), serialization/deadlock (40),
+# resources such as a full disk (53), shutdown (57P), system errors (58).
+_TRANSIENT_SQLSTATES = ("08", "25006", "40", "53", "57P", "58")
+
+
+def transient(exc: Exception) -> bool:
+    """Whether a failed write may succeed later, so it must be retried and never put aside."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return bool(sqlstate) and sqlstate.startswith(_TRANSIENT_SQLSTATES)
+
+
+def _why(exc: Exception) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(cause).strip()
+    return f"{cause.__class__.__name__}: {text.splitlines()[0] if text else ''}"

@@ -38,6 +38,7 @@ from gateway.pipeline import Pipeline
 from gateway.profiles import ProfileSet, load_profiles
 from gateway.registry import Registry
 from gateway.sinks import TelemetrySink
+from gateway.sinks.influx import InfluxSink
 from gateway.telemetry_batcher import TelemetryBatcher
 from gateway.workers import WorkerSupervisor
 
@@ -50,7 +51,6 @@ def make_sink(settings: Settings) -> TelemetrySink:
 
         settings.sqlite_telemetry_path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteSink(settings.sqlite_telemetry_path)
-    from gateway.sinks.influx import InfluxSink
 
     return InfluxSink(
         settings.influx_url,
@@ -145,6 +145,10 @@ class Gateway:
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
                            lambda: float(self.writer.pending()))
         self.metrics.gauge("anxin_registry_devices", "devices in the registry", lambda: float(len(self.registry)))
+        if isinstance(self.sink, InfluxSink):  # InfluxDB unreachable: what waits on disk for it
+            influx = self.sink
+            self.metrics.gauge("anxin_spool_bytes", "readings spooled on disk while InfluxDB is unavailable",
+                               lambda: float(influx.spool_bytes))
 
     def _mqtt_source(self, client_id: str, subscriptions: list[str], shared_group: str, **kwargs: Any) -> MqttSource:
         s = self.settings

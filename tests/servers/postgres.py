@@ -53,6 +53,18 @@ class PostgresServer:
         self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "anxin", "anxin")
         return self
 
+    def new_database(self, name: str) -> str:
+        """A fresh empty database on this server; returns its URL."""
+        self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "anxin", name)
+        return f"postgresql+psycopg://anxin@127.0.0.1:{self.port}/{name}"
+
+    def execute(self, sql: str) -> None:
+        """Run a statement as the cluster's superuser (autocommit)."""
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=anxin dbname=anxin", autocommit=True) as conn:
+            conn.execute(sql.encode())
+
     def pause(self) -> None:
         """Stop the server but keep its data (an outage); ``resume()`` starts it again."""
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
