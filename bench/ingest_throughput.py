@@ -197,10 +197,10 @@ class GmqttBare:
         return asyncio.run(self._run(n))
 
 
-def gateway_settings(work: Path, mqtt_port: int, influx_url: str, name: str, workers: int) -> Settings:
+def gateway_settings(work: Path, mqtt_port: int, influx_url: str, name: str, workers: int, group: str) -> Settings:
     return Settings(
         database_url=f"sqlite:///{work}/{name}.db", mqtt_port=mqtt_port, mqtt_client_id=name,
-        mqtt_shared_group=name, mqtt_workers=workers, influx_url=influx_url, influx_database=name,
+        mqtt_shared_group=group, mqtt_workers=workers, influx_url=influx_url, influx_database=name,
         spool_dir=work / f"spool-{name}", batch_size=5000, flush_interval_s=0.2,
     )
 
@@ -267,9 +267,16 @@ def main() -> None:
         try:
             bares: list[GmqttBare | PahoBare] = [GmqttBare(mosq.port, "bench-bare-gmqtt"),
                                                 PahoBare(mosq.port, "bench-bare-paho")]
-            runs = {(f"anxin gateway, {w} ingest workers" if w > 1 else "anxin gateway, 1 process"):
-                    GatewayRun(gateway_settings(work, mosq.port, influx.url, f"gw{w}", w), args.devices)
-                    for w in sorted({1, args.workers})}
+            # The default (no shared group): one process, or every worker reading all and keeping its hash
+            # partition; and workers in a shared group, which spreads the load at the broker.
+            w = args.workers
+            variants = [("anxin gateway, 1 process", 1, "")]
+            if w > 1:
+                variants += [(f"anxin gateway, {w} workers, partitions", w, ""),
+                             (f"anxin gateway, {w} workers, shared group", w, "g")]
+            runs = {name: GatewayRun(gateway_settings(work, mosq.port, influx.url, f"gw{i}", workers,
+                                                      f"{group}{i}" if group else ""), args.devices)
+                    for i, (name, workers, group) in enumerate(variants)}
             for consumer in [*bares, *runs.values()]:
                 consumer.create_sessions() if isinstance(consumer, GatewayRun) else consumer.create_session()
 
@@ -284,10 +291,10 @@ def main() -> None:
             mosq.stop()
     for name, rate in gw_rates.items():
         ratios = ", ".join(f"{rate / b:.0%} of the {bn}" for bn, b in bare_rates.items())
-        print(f"{name:30}: {rate:>9,.0f} msg/s, {rate * expected_points / n:>9,.0f} points/s ({ratios}); "
+        print(f"{name:40}: {rate:>9,.0f} msg/s, {rate * expected_points / n:>9,.0f} points/s ({ratios}); "
               f"points stored {stored[name]:,} of {expected_points:,}")
     for name, rate in bare_rates.items():
-        print(f"{name:30}: {rate:>9,.0f} msg/s")
+        print(f"{name:40}: {rate:>9,.0f} msg/s")
 
 
 def influx_points(influx: InfluxServer, db: str) -> int:
