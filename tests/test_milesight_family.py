@@ -13,15 +13,20 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import select
 
-from anxin.db import init_db, make_engine
+from anxin.db import EventRecord, init_db, make_engine
 from gateway.alarm_lane import lane_topics
 from gateway.codecs import CodecConfigError, CodecError, get_codec
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, ProfileError, ProfileSet, load_profiles
 from gateway.registry import Registry, import_registry
+from tests.harness import Publisher, running_gateway, wait_for
 from tests.profile_helpers import Result, decode, profile_set
 from tests.samples import samples
+from tests.servers.mosquitto import MosquittoServer
+from tests.servers.webhook import WebhookReceiver
+from tests.test_alerting import directory, settings_for
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "milesight_examples.json").read_text(encoding="utf-8"))
 EXAMPLES = {e["id"]: e for e in FIXTURE["examples"]}
@@ -331,3 +336,34 @@ def test_life_safety_lane_holds_every_network_servers_topic(tmp_path: Path) -> N
     assert lane_topics(registry, profile_set()) == {
         f"application/+/device/{DEV}/event/up", f"application/+/device/{DEV}/rx", f"lorawan/{DEV}/up",
     }  # TTS names the device in the topic by its own id, not the EUI: it stays on the ingest path
+
+
+# -- end to end: a real broker and gateway, one device profile, three network servers -----------------------
+def test_uplinks_from_every_network_server_reach_the_gateway(tmp_path: Path, mosquitto: MosquittoServer,
+                                                               webhooks: WebhookReceiver) -> None:
+    """An SOS press behind The Things Stack (ingest path) and one as raw bytes (alarm-lane path) both reach
+    the police; a leak behind ChirpStack v3 is recorded. Devices are told apart by the registry only."""
+    registry = directory(webhooks.url)
+    registry["devices"] += [
+        {"id": DEV, "institution": "xm-001", "profile": "milesight-ws101", "room": "前台"},
+        {"id": "24e1240000000b02", "institution": "xm-001", "profile": "milesight-ws101", "room": "午睡室"},
+        {"id": "24e1240000000c03", "institution": "xm-001", "profile": "milesight-ws303", "room": "厨房"},
+    ]
+    press = bytes.fromhex("017564FF2E01")
+    with running_gateway(settings_for(tmp_path, mosquitto.port), registry=registry) as gw, \
+            Publisher(mosquitto.port) as pub:
+        assert f"lorawan/{DEV}/up" in lane_topics(gw.registry, gw.profiles)
+        topic, payload = _tts(press)
+        pub.publish(topic, payload)
+        pub.publish("lorawan/24e1240000000b02/up", press)
+        leak = _cs3(bytes.fromhex("017564030001"))
+        pub.publish(leak[0].replace(DEV, "24e1240000000c03"), leak[1])
+
+        def recorded() -> set[tuple[str, str, str, str]]:
+            with gw.sessions() as s:
+                return {(e.device_id, e.type, e.state, e.source.split(":")[0]) for e in s.scalars(select(EventRecord))}
+
+        wait_for(lambda: {(DEV, "alarm.panic", "active", "mqtt"), ("24e1240000000b02", "alarm.panic", "active", "mqtt"),
+                          ("24e1240000000c03", "alarm.water_leak", "active", "mqtt")} <= recorded(),
+                 what="both presses and the leak recorded")
+        wait_for(lambda: webhooks.paths().count("/police-siming") >= 2, what="police notified of both presses")
