@@ -165,15 +165,20 @@ class ProfileSet:
                 if isinstance(env, DecodeError):
                     raise env
                 dev = p.device_id(env, vars_)
-                if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
-                    if p.spec.device_id.topic is not None:
-                        if len(self._assigned_cache) > 100_000:
-                            self._assigned_cache.clear()
-                        self._assigned_cache[topic] = (assigned, p, dev)
-                    return Match(p, document(p, env), dev)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")
                 continue
+            if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
+                if p.spec.device_id.topic is not None:
+                    if len(self._assigned_cache) > 100_000:
+                        self._assigned_cache.clear()
+                    self._assigned_cache[topic] = (assigned, p, dev)
+                try:
+                    return Match(p, document(p, env), dev)
+                except DecodeError as exc:
+                    # never guess another model for a device the registry names (a WS301's door frame
+                    # would read as a WS303 leak): its own profile's reason is the dead letter's
+                    raise DecodeError(f"{p.name} (assigned to {dev}): {exc}") from None
             ready.append((p, env, dev))
         for p, env, dev in ready:
             if not p.spec.auto_select:  # chosen by the registry only: do not run its codec to guess

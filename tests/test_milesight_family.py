@@ -128,7 +128,13 @@ def test_same_profile_behind_every_network_server(eid: str, server: str) -> None
 
 @pytest.mark.parametrize("cid", CAPTURES)
 def test_network_server_captures(cid: str) -> None:
+    """Public integration samples: ChirpStack v4, ChirpStack v3 (and the Milesight gateway's v3-style JSON,
+    whose `time` is malformed: receipt time is used) and The Things Stack, each with the registry's profile."""
     c = CAPTURES[cid]
+    if "refused" in c:
+        with pytest.raises(DecodeError, match=c["refused"]):
+            decode(c["topic"], json.dumps(c["payload"]), assigned={c["device_id"]: c["profile"]})
+        return
     r = decode(c["topic"], json.dumps(c["payload"]), received_at=NOW if c["ts"] is None else
                datetime.fromisoformat(c["ts"]), assigned={c["device_id"]: c["profile"]})
     assert (r.profile, r.device_id) == (c["profile"], c["device_id"])
@@ -379,3 +385,12 @@ def test_uplinks_from_every_network_server_reach_the_gateway(tmp_path: Path, mos
                           ("24e1240000000c03", "alarm.water_leak", "active", "mqtt")} <= recorded(),
                  what="both presses and the leak recorded")
         wait_for(lambda: webhooks.paths().count("/police-siming") >= 2, what="police notified of both presses")
+
+
+def test_a_frame_that_fails_its_assigned_profile_is_not_given_to_another() -> None:
+    """An AM319 frame from a device the registry calls an AM307 (0x0A 0x7D is unknown to the AM307) is a
+    dead letter naming the assigned profile, not silently decoded as an AM319."""
+    frame = bytes.fromhex(EXAMPLES["am319-hcho-1"]["payload_hex"])
+    assert decode(*_cs4(frame)).profile == "milesight-am319"  # unassigned: auto-selected
+    with pytest.raises(DecodeError, match=r"milesight-am307 \(assigned to 24e124000000aa01\).*0x0a type 0x7d"):
+        decode(*_cs4(frame), assigned={DEV: "milesight-am307"})
