@@ -95,6 +95,8 @@ class BoundProfile(CompiledProfile):
     def __init__(self, spec: DeviceProfile, server: NetworkServer) -> None:
         super().__init__(spec)
         self.server = server
+        self._kind = f"{spec.format}@{server.name}"
+        self._payload_path = parse_path(server.payload.path) if server.payload else None
         self._fields: list[tuple[str, list[tuple[Segment, ...]]]] = [
             (k, [parse_path(p) for p in paths]) for k, paths in server.fields.items()
         ]
@@ -102,7 +104,7 @@ class BoundProfile(CompiledProfile):
     @property
     def envelope_kind(self) -> tuple[str, bool]:
         # Profiles behind one server share its parsed envelope; two servers never share one.
-        return f"{self.spec.format}@{self.server.name}", False
+        return self._kind, False
 
     def envelope(self, payload: bytes) -> Any:
         if self.server.format == "binary":
@@ -115,10 +117,17 @@ class BoundProfile(CompiledProfile):
         return doc
 
     def complete(self, envelope: Any) -> Any:
-        doc = super().complete(envelope)
         if self.server.format == "binary":
+            doc = super().complete(envelope)
             doc["network"] = {"server": self.server.name}
-        return doc
+            return doc
+        if isinstance(envelope, dict) and self._payload_path is not None:
+            blob = resolve(envelope, self._payload_path)
+            if blob is MISSING or blob is None or blob == "":
+                # an uplink without application data (MAC commands on port 0, an empty confirmed frame;
+                # TTS omits empty fields): the device is alive and says nothing, which is not an error
+                return {**envelope, "decoded": {}}
+        return super().complete(envelope)
 
     def _network(self, doc: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"server": self.server.name}

@@ -154,6 +154,21 @@ def test_history_records_decode_but_are_not_live_readings() -> None:
                                 "fcnt": 10335, "application": "application-tts-name"}
 
 
+def test_uplink_without_application_data_is_not_an_error() -> None:
+    """A MAC-only uplink (port 0) carries no frm_payload / data: radio readings only, no dead letter."""
+    topic, payload = _tts(bytes.fromhex("017564030001"))
+    body = json.loads(payload)
+    del body["uplink_message"]["frm_payload"]
+    body["uplink_message"]["f_port"] = 0
+    r = decode(topic, json.dumps(body), received_at=NOW, assigned={DEV: "milesight-ws301"})
+    assert (r.values, r.states) == ({"rssi": -35, "snr": 13.2}, [])
+    topic, payload = _cs4(b"")
+    r = decode(topic, payload, received_at=NOW, assigned={DEV: "milesight-ws101"})
+    assert (r.values, r.states) == ({"rssi": -35, "snr": 11.5}, [])
+    with pytest.raises(DecodeError, match="bad base64"):  # present but broken is still an error
+        decode(topic, payload.replace(b'"data": ""', b'"data": "AXU!"'), assigned={DEV: "milesight-ws101"})
+
+
 def test_unassigned_door_contact_is_never_guessed_as_a_leak() -> None:
     """0x03 0x00 is the WS301's contact and the WS303's leak state: without the registry, refuse."""
     c = CAPTURES["tts-ws301"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,11 @@ class Channel:
     parts: tuple[Part, ...] = ()
     into: str | None = None  # append the parts as one record to this list (history)
     special: str | None = None  # a record whose layout is not a fixed list of parts
+    size: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return SPECIAL_SIZES[self.special] if self.special else sum(p.size for p in self.parts)
+    def __post_init__(self) -> None:
+        size = SPECIAL_SIZES[self.special] if self.special else sum(p.size for p in self.parts)
+        object.__setattr__(self, "size", size)
 
 
 Table = dict[tuple[int, int], Channel]
