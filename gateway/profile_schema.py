@@ -186,7 +186,9 @@ class DeviceProfile(_Strict):
     @classmethod
     def _network_device_id(cls, data: Any) -> Any:
         # A network profile's device id comes from its network server (bound at load time).
-        if isinstance(data, dict) and data.get("network") and "device_id" not in data:
+        if isinstance(data, dict) and data.get("network"):
+            if "device_id" in data:
+                raise ValueError("a network profile takes its device id from its network server")
             return {**data, "device_id": {"path": "network.dev_eui"}}
         return data
 

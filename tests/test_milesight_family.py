@@ -350,6 +350,8 @@ def test_variant_plus_channels_overrides_one_pair(tmp_path: Path) -> None:
      "readings: [{metric: battery, path: decoded.battery}]\n", "unknown Milesight variant 'nope'"),
     ("name: x\nnetwork: lorawan\ntopic: a/{b}\nbinary: {codec: milesight}\n"
      "readings: [{metric: battery, path: decoded.battery}]\n", "takes topic"),
+    ("name: x\nnetwork: lorawan\ndevice_id: {path: devEUI}\nbinary: {codec: milesight}\n"
+     "readings: [{metric: battery, path: decoded.battery}]\n", "takes its device id from its network server"),
     ("name: x\nnetwork: zigbee\nbinary: {codec: milesight}\n"
      "readings: [{metric: battery, path: decoded.battery}]\n", "no network server of family 'zigbee'"),
 ])
