@@ -189,6 +189,8 @@ def test_auto_selection_among_air_monitors() -> None:
         assert decode(*wrap(am319)).profile == "milesight-am319"
         assert decode(*wrap(am308)).profile == "milesight-am308"
         assert decode(*wrap(am103)).profile == "milesight-am103"
+        assert decode(*wrap(bytes.fromhex(EXAMPLES["am104-1"]["payload_hex"]))).profile == "milesight-am104"
+        assert decode(*wrap(bytes.fromhex(EXAMPLES["am107-1"]["payload_hex"]))).profile == "milesight-am107"
         assert decode(*wrap(bytes.fromhex("017510FF2E02"))).states[0] == ("alarm.panic", "active")
 
 
