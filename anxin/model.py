@@ -39,6 +39,7 @@ class EventState(StrEnum):
 # One unit per metric, so a number in storage always means the same thing.
 METRIC_UNITS: dict[str, str] = {
     "temperature": "°C",
+    "temperature_probe2": "°C",  # a two-probe logger's second probe (fridge + freezer, Milesight TS302)
     "humidity": "%RH",
     "pressure": "hPa",
     "co2": "ppm",
@@ -49,6 +50,8 @@ METRIC_UNITS: dict[str, str] = {
     "tvoc_ppb": "ppb",
     "hcho": "mg/m³",
     "gas_density": "%LEL",
+    "nh3": "ppm",  # odour sensors (Milesight GS301)
+    "h2s": "ppm",
     "illuminance": "lx",
     "light_level": "level",
     "battery": "%",

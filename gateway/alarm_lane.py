@@ -44,14 +44,14 @@ def lane_topics(registry: Registry, profiles: ProfileSet) -> set[str]:
     the device in its topic (devices identified from the payload stay on the ingest path)."""
     out: set[str] = set()
     for device_id, info in registry.items():
-        profile = profiles.by_name.get(info.profile or "")
-        if profile is None or profile.topic is None or profile.spec.device_id.topic is None:
-            continue
-        if not any(e.type in LIFE_SAFETY for e in profile.spec.events):
-            continue
-        topic = profile.topic.filter_for({profile.spec.device_id.topic: device_id})
-        if topic is not None:
-            out.add(topic)
+        for profile in profiles.variants.get(info.profile or "", []):  # each network server's topic
+            if profile.topic is None or profile.spec.device_id.topic is None:
+                continue
+            if not any(e.type in LIFE_SAFETY for e in profile.spec.events):
+                continue
+            topic = profile.topic.filter_for({profile.spec.device_id.topic: device_id})
+            if topic is not None:
+                out.add(topic)
     return out
 
 

@@ -157,7 +157,7 @@ class CompiledProfile:
         self.topic: TopicTemplate | None = compile_template(spec.topic) if spec.topic else None
         self.requires = [_path(p) for p in spec.requires]
         self.codec: Callable[[bytes], dict[str, Any]] | None = (
-            get_codec(spec.binary.codec) if spec.binary else None
+            get_codec(spec.binary.codec, spec.binary.options) if spec.binary else None
         )
         self.binary_path = _path(spec.binary.path) if spec.binary and spec.binary.path else None
         self.ts_path = _path(spec.timestamp.path) if spec.timestamp else None

@@ -76,11 +76,13 @@ class TimestampSpec(_Strict):
 
 
 class BinarySpec(_Strict):
-    """Bytes to hand to a Python codec. ``path`` absent: the whole payload is the bytes."""
+    """Bytes to hand to a Python codec. ``path`` absent: the whole payload is the bytes. ``options``
+    configure a family codec (``milesight``: the model ``variant`` and extra ``channels``)."""
 
     codec: str
     path: str | None = None
     encoding: Literal["base64", "hex", "raw"] = "base64"
+    options: dict[str, Any] = Field(default_factory=dict)
 
     _v = field_validator("path")(_check_path)
 
@@ -160,6 +162,9 @@ class DeviceProfile(_Strict):
     requires: list[str] = Field(default_factory=list)
     priority: int = 0
     auto_select: bool = True  # false: chosen only by the registry or --profile (a fridge probe looks like T/H)
+    # A network-server family ("lorawan"): the device's frames arrive through any network server of that
+    # family (device_profiles/network-servers/*.yaml), which supplies topic, device id, time and the bytes.
+    network: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     format: Literal["json", "text", "binary"] = "json"
     text_fallback: bool = False  # json profile that also accepts a bare string payload ("online")
     binary: BinarySpec | None = None
@@ -177,8 +182,26 @@ class DeviceProfile(_Strict):
             _check_path(p)
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _network_device_id(cls, data: Any) -> Any:
+        # A network profile's device id comes from its network server (bound at load time).
+        if isinstance(data, dict) and data.get("network"):
+            if "device_id" in data:
+                raise ValueError("a network profile takes its device id from its network server")
+            return {**data, "device_id": {"path": "network.dev_eui"}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:
+        if self.network is not None:
+            if self.topic or self.timestamp or self.format != "json" or self.transport != "mqtt":
+                raise ValueError("a network profile takes topic, timestamp and format from its network server")
+            if self.binary is None or self.binary.path is not None:
+                raise ValueError("a network profile needs binary.codec (the bytes come from the network server)")
+            if not (self.readings or self.events):
+                raise ValueError("a profile needs readings or events")
+            return self
         if self.transport == "mqtt" and not self.topic:
             raise ValueError("an mqtt profile needs a topic template")
         if self.topic:

@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.codecs import CodecConfigError
 from gateway.decoder import CompiledProfile, DecodeError
+from gateway.network_servers import NETWORK_SERVER_DIR, NetworkServer, NetworkServerError, bind, load_network_servers
 from gateway.profile_schema import DeviceProfile
 
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
@@ -38,20 +40,34 @@ def load_profile_file(path: Path) -> DeviceProfile:
 
 
 def load_profiles(directory: Path = DEFAULT_PROFILE_DIR) -> list[CompiledProfile]:
+    """Every profile in ``directory``; a ``network`` profile once per network server of its family
+    (``directory/network-servers/*.yaml``), all under the profile's one name."""
     files = sorted(p for p in directory.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
     if not files:
         raise ProfileError(f"{directory}: no *.yaml profiles")
     out: list[CompiledProfile] = []
     seen: dict[str, Path] = {}
+    servers: list[NetworkServer] | None = None
     for f in files:
         spec = load_profile_file(f)
         if spec.name in seen:
             raise ProfileError(f"{f}: profile name {spec.name!r} already used by {seen[spec.name]}")
         seen[spec.name] = f
         try:
-            out.append(CompiledProfile(spec))
+            if spec.network is None:
+                out.append(CompiledProfile(spec))
+                continue
+            if servers is None:
+                servers = load_network_servers(directory / NETWORK_SERVER_DIR)
+            bound = bind(spec, servers)
+            if not bound:
+                raise ProfileError(f"{f}: no network server of family {spec.network!r} in "
+                                   f"{directory / NETWORK_SERVER_DIR}")
+            out.extend(bound)
         except KeyError as exc:  # unknown codec
             raise ProfileError(f"{f}: {exc.args[0]}") from None
+        except (CodecConfigError, NetworkServerError) as exc:
+            raise ProfileError(f"{f}: {exc}") from None
     return out
 
 
@@ -66,10 +82,15 @@ class ProfileSet:
     """All profiles, indexed for fast lookup by topic (MQTT) or by name (HTTP pushes, --profile)."""
 
     def __init__(self, profiles: Iterable[CompiledProfile]) -> None:
-        self.by_name = {p.name: p for p in profiles}
+        # A network profile compiles once per network server: `variants` has them all, `by_name` the first
+        # (their spec is the same apart from the envelope).
+        self.variants: dict[str, list[CompiledProfile]] = {}
+        for p in profiles:
+            self.variants.setdefault(p.name, []).append(p)
+        self.by_name = {name: ps[0] for name, ps in self.variants.items()}
         # Specific profiles first: higher priority, then more `requires`, then name for stability.
         self._mqtt = sorted(
-            (p for p in self.by_name.values() if p.topic is not None),
+            (p for ps in self.variants.values() for p in ps if p.topic is not None),
             key=lambda p: (-p.spec.priority, -len(p.requires), p.name),
         )
         self._topic_cache: dict[str, list[tuple[CompiledProfile, dict[str, str]]]] = {}
@@ -110,9 +131,11 @@ class ProfileSet:
         topic template matches; failing that, the first profile whose ``requires`` hold.
         """
         if profile is not None:
-            p = self.by_name.get(profile)
-            if p is None:
+            named = self.variants.get(profile)
+            if not named:
                 raise NoProfileError(f"unknown profile {profile!r}")
+            # the variant whose topic this is (ChirpStack or The Things Stack...), else the first
+            p = next((v for v in named if v.topic is not None and v.topic.match(topic) is not None), named[0])
             vars_ = p.topic.match(topic) if p.topic is not None else None
             doc = p.parse(payload, raw_bytes)
             return Match(p, doc, p.device_id(doc, vars_))
@@ -142,17 +165,24 @@ class ProfileSet:
                 if isinstance(env, DecodeError):
                     raise env
                 dev = p.device_id(env, vars_)
-                if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
-                    if p.spec.device_id.topic is not None:
-                        if len(self._assigned_cache) > 100_000:
-                            self._assigned_cache.clear()
-                        self._assigned_cache[topic] = (assigned, p, dev)
-                    return Match(p, document(p, env), dev)
             except DecodeError as exc:
                 errors.append(f"{p.name}: {exc}")
                 continue
+            if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
+                if p.spec.device_id.topic is not None:
+                    if len(self._assigned_cache) > 100_000:
+                        self._assigned_cache.clear()
+                    self._assigned_cache[topic] = (assigned, p, dev)
+                try:
+                    return Match(p, document(p, env), dev)
+                except DecodeError as exc:
+                    # never guess another model for a device the registry names (a WS301's door frame
+                    # would read as a WS303 leak): its own profile's reason is the dead letter's
+                    raise DecodeError(f"{p.name} (assigned to {dev}): {exc}") from None
             ready.append((p, env, dev))
         for p, env, dev in ready:
+            if not p.spec.auto_select:  # chosen by the registry only: do not run its codec to guess
+                continue
             try:
                 doc = document(p, env)
             except DecodeError as exc:
