@@ -1,9 +1,19 @@
-"""A private mosquitto broker on a free loopback port, in a temp dir."""
+"""A private mosquitto broker on a free loopback port, in a temp dir.
+
+It really persists: mosquitto started as root drops to the user named by its ``user`` option (default
+``mosquitto``), which cannot write a temp dir root made, so it would run without ever saving its database.
+The config names the current user instead (``user root`` keeps root; for any other user the option is
+ignored), so the broker can write ``mosquitto.db`` in its own directory and ``restart()`` proves persistence.
+"""
 
 from __future__ import annotations
 
+import getpass
+import os
 import shutil
+import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.servers import free_port, stop_process, wait_port
@@ -12,18 +22,26 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class MosquittoServer:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, password_file: Path | None = None,
+                 acl_file: Path | None = None, extra_config: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self._proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "mosquitto.log"
+        self.pid_file = workdir / "mosquitto.pid"
+        self.db_file = workdir / "mosquitto.db"
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
+        security = [f"password_file {password_file}"] if password_file else ["allow_anonymous true"]
+        if acl_file:
+            security.append(f"acl_file {acl_file}")
         self.conf.write_text(
             "\n".join([
                 f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+                *security,
+                f"user {getpass.getuser()}",
+                f"pid_file {self.pid_file}",
                 "persistence true",
                 f"persistence_location {workdir}/",
                 "autosave_interval 1",
@@ -32,24 +50,56 @@ class MosquittoServer:
                 "max_inflight_messages 0",
                 "max_queued_messages 0",
                 "max_queued_bytes 0",
+                *extra_config,
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",
+                "log_type notice",
                 "",
             ])
         )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> MosquittoServer:
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("mosquitto is not installed: run `make test`, which installs it")
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start: {self.log.read_text(errors='replace')[-2000:]}") from None
         return self
 
     def stop(self) -> None:
+        """SIGTERM: mosquitto saves its database on the way out."""
         stop_process(self._proc)
         self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is saved on the way out; only what autosave already wrote survives."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def restart(self, *, hard: bool = False) -> MosquittoServer:
+        """Stop (SIGTERM, or SIGKILL with ``hard``) and start again on the same port and directory."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
+        return self.start()
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its password and ACL files without dropping a connection."""
+        if self._proc is None:
+            raise RuntimeError("mosquitto is not running")
+        os.kill(self._proc.pid, signal.SIGHUP)
 
     def __enter__(self) -> MosquittoServer:
         return self.start()
