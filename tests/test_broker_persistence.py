@@ -18,7 +18,7 @@ def _session(port: int, client_id: str, inbox: queue.Queue[bytes]) -> mqtt.Clien
     """A persistent session (clean_session false) subscribed at QoS 1."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     subscribed = queue.Queue[bool]()
-    client.on_message = lambda _c, _u, msg: inbox.put(msg.payload)
+    client.on_message = lambda _c, _u, msg: inbox.put(bytes(msg.payload))
     client.on_subscribe = lambda *_: subscribed.put(True)
     client.connect("127.0.0.1", port)
     client.loop_start()
