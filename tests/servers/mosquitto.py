@@ -19,6 +19,7 @@ from pathlib import Path
 from tests.servers import free_port, stop_process, wait_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MAX_QUEUED_MESSAGES = 10_000_000  # as deploy/mosquitto.conf
 
 
 class MosquittoServer:
@@ -48,7 +49,10 @@ class MosquittoServer:
                 # Gateways hold whole batches in flight until they are durable (MQTT 3.1.1 clients;
                 # MQTT 5 clients announce Receive Maximum themselves).
                 "max_inflight_messages 0",
-                "max_queued_messages 0",
+                # Not 0 ("unlimited"): since the CVE-2023-28366 fix (Debian's 2.0.11, upstream >= 2.0.16)
+                # mosquitto drops the connection of a client whose publish it refuses whenever the
+                # client's outgoing packet count >= max_queued_messages, always true for 0.
+                f"max_queued_messages {MAX_QUEUED_MESSAGES}",
                 "max_queued_bytes 0",
                 *extra_config,
                 "log_dest stderr",
