@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import queue
 import re
 import subprocess
@@ -22,7 +23,8 @@ from anxin.db import EventRecord
 from gateway.broker_access import BrokerConfigError, broker_access, hash_password, verify_password
 from gateway.profiles import load_profiles
 from tests.harness import gateway_settings, running_gateway, wait_for
-from tests.servers.mosquitto import MosquittoServer
+from tests.servers import free_port, stop_process, wait_port
+from tests.servers.mosquitto import MOSQUITTO, MosquittoServer
 
 PASSWORDS = {"anxin-gateway": "gw-Secret-1", "z2m-a": "bridge-A-pw", "z2m-b": "bridge-B-pw",
              "tasmota-a": "tasmota-A-pw", "tasmota-new": "new-device-pw"}
@@ -115,6 +117,12 @@ class Client:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _accepted(port: int, username: str, password: str) -> bool:
+    c = Client(port, username, password)
+    c.close()
+    return c.accepted
 
 
 def _gateway(port: int) -> Client:
@@ -245,32 +253,24 @@ def test_a_new_device_works_after_broker_config_and_sighup_without_a_restart(tmp
     auth = _broker_config(registry, tmp_path)
     with MosquittoServer(tmp_path / "mq", password_file=auth / "passwd", acl_file=auth / "acl") as broker:
         gw = _gateway(broker.port)
-        bridge_b = Client(broker.port, "z2m-b", PASSWORDS["z2m-b"])
+        bridge_b = Client(broker.port, "z2m-b", PASSWORDS["z2m-b"], client_id="bridge-b")
         try:
-            assert not Client(broker.port, "tasmota-new", PASSWORDS["tasmota-new"]).accepted
+            assert not _accepted(broker.port, "tasmota-new", PASSWORDS["tasmota-new"])
             registry["devices"].append({"id": "tasmota-new", "institution": "inst-b", "profile": "tasmota-sensor",
                                         "mqtt": {"password_hash": hash_password(PASSWORDS["tasmota-new"])}})
             # Institution B's bridge is withdrawn in the same change.
             registry["mqtt"]["bridges"] = [b for b in registry["mqtt"]["bridges"] if b["id"] != "z2m-b"]
             registry["devices"] = [d for d in registry["devices"] if d["id"] != "sos-b"]
             _broker_config(registry, tmp_path, "--reload-pid", str(broker.pid_file))
-
-            def new_device_accepted() -> bool:
-                c = Client(broker.port, "tasmota-new", PASSWORDS["tasmota-new"])
-                c.close()
-                return c.accepted
-            wait_for(new_device_accepted, what="the reloaded password file")
+            wait_for(lambda: _accepted(broker.port, "tasmota-new", PASSWORDS["tasmota-new"]),
+                     what="the reloaded password file")
             new = Client(broker.port, "tasmota-new", PASSWORDS["tasmota-new"])
             new.publish("tele/tasmota-new/SENSOR", b'{"new": 1}')
             gw.wait_for_payload(b'{"new": 1}')
             new.close()
-            # The withdrawn bridge can neither connect again nor write on the connection it still had.
-            assert not Client(broker.port, "z2m-b", PASSWORDS["z2m-b"]).accepted
-            if bridge_b.client.is_connected():
-                bridge_b.publish("zigbee2mqtt/sos-b", _press("after-withdrawal"))
-            Client(broker.port, "z2m-a", PASSWORDS["z2m-a"]).publish("zigbee2mqtt/sos-a", _press("fence"))
-            gw.wait_for_payload(_press("fence"))
-            assert _press("after-withdrawal") not in {p for _, p in gw.drain()}
+            # The withdrawn bridge loses the connection it had and cannot connect again.
+            wait_for(lambda: "Client bridge-b disconnected." in broker.log.read_text(), what="bridge B dropped")
+            assert not _accepted(broker.port, "z2m-b", PASSWORDS["z2m-b"])
             # The gateway kept its connection through the reload (no restart: one CONNACK only).
             assert gw._connack.empty() and gw.client.is_connected()
         finally:
@@ -369,3 +369,66 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "plaintext" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "passwd").exists()
+
+
+# -- the shipped broker config ----------------------------------------------------------------------------------
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto.conf"
+
+
+def make_certs(certs: Path, host: str) -> None:
+    """The commands README ("Broker security", TLS) gives: a private CA and a server certificate."""
+    certs.mkdir(parents=True)
+    (certs / "san.ext").write_text(f"subjectAltName=IP:{host}\n")
+    for cmd in (
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -sha256 -days 3650 -nodes "
+        "-keyout ca.key -out ca.crt -subj /CN=Anxin-MQTT-CA",
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        f"-keyout server.key -out server.csr -subj /CN={host}",
+        "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -sha256 "
+        "-extfile san.ext -out server.crt",
+    ):
+        subprocess.run(cmd.split(), cwd=certs, check=True, capture_output=True)
+
+
+def test_the_shipped_config_is_locked_and_its_tls_listener_works(tmp_path: Path) -> None:
+    auth = _broker_config(_registry(), tmp_path)
+    certs = tmp_path / "certs"
+    make_certs(certs, "127.0.0.1")
+    plain, tls = free_port(), free_port()
+    text = DEPLOY_CONF.read_text()
+    assert "allow_anonymous false" in text and "#listener 8883" in text
+    text = "\n".join(line[1:] if line.startswith(("#listener 8883", "#certfile", "#keyfile", "#tls_version"))
+                     else line for line in text.splitlines())
+    text = (text.replace("listener 1883", f"listener {plain} 127.0.0.1")
+            .replace("listener 8883", f"listener {tls} 127.0.0.1")
+            .replace("/mosquitto/auth/", f"{auth}/").replace("/mosquitto/certs/", f"{certs}/")
+            .replace("/mosquitto/data/", f"{tmp_path}/"))
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text + f"\nuser {getpass.getuser()}\nlog_dest stderr\n")
+    with (tmp_path / "mosquitto.log").open("ab") as log:
+        proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log)
+    try:
+        wait_port(plain)
+        wait_port(tls)
+        assert not _accepted(plain, "nobody", "x")
+        anonymous = Client(plain, None)
+        anonymous.close()
+        assert not anonymous.accepted
+        gw = _gateway(plain)
+        over_tls = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-bridge")
+        over_tls.tls_set(ca_certs=str(certs / "ca.crt"))
+        over_tls.username_pw_set("z2m-a", PASSWORDS["z2m-a"])
+        over_tls.connect("127.0.0.1", tls)
+        over_tls.loop_start()
+        try:
+            over_tls.publish("zigbee2mqtt/sos-a", _press("over-tls"), qos=1).wait_for_publish(10)
+            gw.wait_for_payload(_press("over-tls"))
+            over_tls.publish("zigbee2mqtt/sos-a", _press("y" * 70_000), qos=1)
+            wait_for(lambda: "disconnected due to oversize packet" in (tmp_path / "mosquitto.log").read_text(),
+                     what="max_packet_size applied")
+        finally:
+            over_tls.disconnect()
+            over_tls.loop_stop()
+            gw.close()
+    finally:
+        stop_process(proc)
