@@ -216,10 +216,10 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     try:
         data = yaml.safe_load(args.registry.read_text(encoding="utf-8")) or {}
         access = broker_access(data, load_profiles(args.profiles))
-        passwd, acl = write_files(access, args.out, args.group)
+        written = write_files(access, args.out, args.group)
         for w in access.warnings:
             print(f"warning: {w}", file=sys.stderr)
-        print(f"{len(access.accounts)} MQTT accounts: wrote {passwd} and {acl}")
+        print(f"{len(access.accounts)} MQTT accounts: wrote {', '.join(str(p) for p in written)}")
         if args.reload_pid is not None:
             pid = reload_broker(args.reload_pid)
             print(f"mosquitto (pid {pid}) told to reload (SIGHUP)")
@@ -265,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maintenance", action="store_true", help="a maintenance window rather than a silence")
     p.set_defaults(func=cmd_silence)
 
-    p = sub.add_parser("broker-config", help="mosquitto password file and ACL from the registry file (+ SIGHUP reload)")
+    p = sub.add_parser("broker-config", help="mosquitto accounts and ACL from the registry file")
     p.add_argument("--registry", type=Path, help="registry YAML with the MQTT accounts (password hashes only)")
-    p.add_argument("--out", type=Path, help="directory for passwd and acl")
+    p.add_argument("--out", type=Path, help="directory for passwd, acl and dynamic-security.json")
     p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR)
     p.add_argument("--group", help="group that may read the files (the broker's; default: mosquitto, if root)")
     p.add_argument("--reload-pid", type=Path, metavar="PIDFILE", help="send SIGHUP to the mosquitto in this pid file")

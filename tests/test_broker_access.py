@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import glob
 import queue
 import re
 import subprocess
@@ -208,8 +209,10 @@ def test_a_device_account_reads_nothing(locked: MosquittoServer) -> None:
 PRESSES = 10
 
 
-def _presses_reaching_group(broker: MosquittoServer, gateway_group: str, stranger_filters: list[str]) -> int:
-    """A device account joins ``stranger_filters``; how many of PRESSES presses reach the gateway's group?"""
+def _presses_reaching_group(broker: MosquittoServer, gateway_group: str,
+                            stranger_filters: list[str]) -> tuple[int, list[ReasonCode]]:
+    """A device account tries to join ``stranger_filters``; how many of PRESSES presses reach the gateway's
+    group, and what did the broker answer the stranger's SUBSCRIBE?"""
     gw = Client(broker.port, "anxin-gateway", PASSWORDS["anxin-gateway"], protocol=MQTTProtocolVersion.MQTTv5)
     stranger = Client(broker.port, "tasmota-a", PASSWORDS["tasmota-a"])
     bridge_a = Client(broker.port, "z2m-a", PASSWORDS["z2m-a"])
@@ -217,34 +220,75 @@ def _presses_reaching_group(broker: MosquittoServer, gateway_group: str, strange
         assert all(not rc.is_failure for rc in gw.subscribe(f"$share/{gateway_group}/zigbee2mqtt/+",
                                                              "zigbee2mqtt/+/availability"))
         granted = stranger.subscribe(*stranger_filters)
-        # mosquitto 2.0's acl_file never checks SUBSCRIBE: the stranger's subscriptions are all granted.
-        assert all(not rc.is_failure for rc in granted)
         for i in range(PRESSES):
             bridge_a.publish("zigbee2mqtt/sos-a", _press(f"p{i}"))
         # Same client, so in order: once this is delivered, every press was either delivered or dropped.
         bridge_a.publish("zigbee2mqtt/sos-a/availability", b"fence")
         gw.wait_for_payload(b"fence")
         assert stranger.drain() == []  # it reads nothing: the broker refuses it every delivery
-        return sum(1 for t, _ in gw.drain() if t == "zigbee2mqtt/sos-a")
+        return sum(1 for t, _ in gw.drain() if t == "zigbee2mqtt/sos-a"), granted
     finally:
         for c in (gw, stranger, bridge_a):
             c.close()
 
 
+GUESSABLE = ["$share/anxin-alarms/zigbee2mqtt/+", "$share/anxin-alarms/#"]
+EVERYTHING = ["$share/anxin/#", "$share/anxin-alarms/#", "$share/anxin/zigbee2mqtt/+",
+              "$share/anxin-alarms/zigbee2mqtt/+", "#", "zigbee2mqtt/+"]
+
+
 def test_a_device_account_in_a_guessable_group_swallows_presses(locked: MosquittoServer) -> None:
-    """Why the gateway's group names must be secret: mosquitto hands a group member its turn of the
-    messages, then finds the member may not read them and drops them for the whole group."""
-    got = _presses_reaching_group(locked, "anxin-alarms", ["$share/anxin-alarms/zigbee2mqtt/+",
-                                                            "$share/anxin-alarms/#"])
+    """Why the gateway's group names must be secret with the acl_file: mosquitto 2.0 grants every SUBSCRIBE,
+    hands a group member its turn of the messages, then finds it may not read them and drops them."""
+    got, granted = _presses_reaching_group(locked, "anxin-alarms", GUESSABLE)
+    assert all(not rc.is_failure for rc in granted)
     assert got == PRESSES // 2  # round robin between two members: every second press is lost
 
 
 def test_a_secret_group_name_keeps_strangers_out(locked: MosquittoServer) -> None:
-    secret = f"anxin-{uuid.uuid4().hex}"
-    got = _presses_reaching_group(locked, secret, ["$share/anxin/#", "$share/anxin-alarms/#",
-                                                    "$share/anxin/zigbee2mqtt/+", "$share/anxin-alarms/zigbee2mqtt/+",
-                                                    "#", "zigbee2mqtt/+"])
+    got, _ = _presses_reaching_group(locked, f"anxin-{uuid.uuid4().hex}", EVERYTHING)
     assert got == PRESSES
+
+
+# -- strict mode: the dynamic security plugin checks SUBSCRIBE --------------------------------------------------
+DYNSEC = next(iter(sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so")
+                          + glob.glob("/usr/lib/mosquitto_dynamic_security.so"))), "")
+
+
+@pytest.fixture
+def strict(tmp_path: Path) -> Iterator[MosquittoServer]:
+    assert DYNSEC, "mosquitto's dynamic security plugin is missing (Debian package mosquitto ships it)"
+    auth = _broker_config(_registry(), tmp_path)
+    with MosquittoServer(tmp_path / "mq", allow_anonymous=False, extra_config=[
+            f"plugin {DYNSEC}", f"plugin_opt_config_file {auth}/dynamic-security.json"]) as broker:
+        yield broker
+
+
+def test_strict_mode_refuses_strangers_joining_even_a_guessable_group(strict: MosquittoServer) -> None:
+    got, granted = _presses_reaching_group(strict, "anxin-alarms", EVERYTHING)
+    assert granted and all(rc.is_failure for rc in granted)  # every SUBSCRIBE refused (0x80)
+    assert got == PRESSES
+
+
+def test_strict_mode_accounts_and_topics(strict: MosquittoServer) -> None:
+    assert not _accepted(strict.port, "z2m-a", "wrong") and not _accepted(strict.port, "nobody", "x")
+    anonymous = Client(strict.port, None)
+    anonymous.close()
+    assert not anonymous.accepted
+    gw = _gateway(strict.port)
+    bridge_a = Client(strict.port, "z2m-a", PASSWORDS["z2m-a"])
+    try:
+        bridge_a.publish("zigbee2mqtt/sos-b", _press("forged"))
+        bridge_a.publish("zigbee2mqtt/sos-a", _press("own"))
+        gw.wait_for_payload(_press("own"))
+        assert [t for t, _ in gw.drain()] == ["zigbee2mqtt/sos-a"]
+    finally:
+        gw.close()
+        bridge_a.close()
+
+
+def test_the_gateway_and_its_alarm_lane_work_in_strict_mode(strict: MosquittoServer, tmp_path: Path) -> None:
+    _gateway_records_only_own_presses(strict, tmp_path)
 
 
 # -- reload, size limit -------------------------------------------------------------------------------------
@@ -298,13 +342,17 @@ def test_an_oversize_payload_is_refused(locked: MosquittoServer) -> None:
 
 # -- the gateway on a locked broker ---------------------------------------------------------------------------
 def test_the_gateway_and_its_alarm_lane_work_with_their_account(locked: MosquittoServer, tmp_path: Path) -> None:
-    settings = gateway_settings(tmp_path, mqtt_port=locked.port, mqtt_username="anxin-gateway",
+    _gateway_records_only_own_presses(locked, tmp_path)
+
+
+def _gateway_records_only_own_presses(broker: MosquittoServer, tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=broker.port, mqtt_username="anxin-gateway",
                                 mqtt_password=PASSWORDS["anxin-gateway"], duplicate_window_s=0,
                                 mqtt_shared_group=f"anxin-{uuid.uuid4().hex[:12]}")
     registry = {k: v for k, v in _registry().items() if k != "mqtt"}
     with running_gateway(settings, registry=registry) as gw:
         assert gw.alarm_lane is not None and gw.alarm_lane.held() == {"zigbee2mqtt/sos-a", "zigbee2mqtt/sos-b"}
-        bridge_a = Client(locked.port, "z2m-a", PASSWORDS["z2m-a"])
+        bridge_a = Client(broker.port, "z2m-a", PASSWORDS["z2m-a"])
         try:
             bridge_a.publish("zigbee2mqtt/sos-b", _press("forged"))
             bridge_a.publish("zigbee2mqtt/sos-a", _press("own"))

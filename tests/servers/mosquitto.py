@@ -24,7 +24,8 @@ MAX_QUEUED_MESSAGES = 10_000_000  # as deploy/mosquitto.conf
 
 class MosquittoServer:
     def __init__(self, workdir: Path, port: int | None = None, *, password_file: Path | None = None,
-                 acl_file: Path | None = None, extra_config: Sequence[str] = ()) -> None:
+                 acl_file: Path | None = None, allow_anonymous: bool | None = None,
+                 extra_config: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -34,7 +35,10 @@ class MosquittoServer:
         self.db_file = workdir / "mosquitto.db"
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
-        security = [f"password_file {password_file}"] if password_file else ["allow_anonymous true"]
+        anonymous = password_file is None if allow_anonymous is None else allow_anonymous
+        security = [f"allow_anonymous {str(anonymous).lower()}"]
+        if password_file:
+            security.append(f"password_file {password_file}")
         if acl_file:
             security.append(f"acl_file {acl_file}")
         self.conf.write_text(
