@@ -15,8 +15,10 @@ the broker's files are made from this one file, so there is one place to add a d
 - No device or bridge account may read anything, and anonymous clients are refused by the broker config.
 
 mosquitto 2.0's acl_file does not check SUBSCRIBE at all (src/security_default.c: "FIXME - implement ACL
-subscription strings"): a denied client still joins a shared group and then receives nothing, while the
-broker hands it its turn of the group's messages (see README, "Broker security").
+subscription strings"): any account can join a shared group, and the broker then drops that member's turn
+of the group's messages because it may not read them. Hence a secret group name with the acl_file, or
+"strict mode": the same accounts for the dynamic security plugin, which checks SUBSCRIBE (README,
+"Broker security").
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +42,7 @@ from gateway.decoder import CompiledProfile
 from gateway.topics import compile_template
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
-SALT_BYTES = 12  # as mosquitto_passwd
+SALT_BYTES = 12  # as mosquitto_passwd; the dynamic security plugin accepts exactly 12
 HASH_BYTES = 64  # SHA-512 output size, as mosquitto_passwd
 
 # LWT / availability topics a device or its bridge publishes beside the profile's data topic, by template.
@@ -120,8 +123,11 @@ class BrokerAccess:
 
 # -- passwords ----------------------------------------------------------------------------------------
 def hash_password(password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
-    """mosquitto 2.0's password file hash: ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>``."""
-    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    """mosquitto 2.0's password file hash: ``$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>``.
+
+    The salt is 12 printable random characters (72 bits) rather than raw bytes, so EMQX, which takes a
+    salt as text, can check the same hash."""
+    salt = secrets.token_urlsafe(SALT_BYTES * 3 // 4).encode() if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, HASH_BYTES)
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
@@ -238,8 +244,12 @@ def _hash(entry: Mapping[str, Any], where: str) -> str:
     if "password" in entry:
         raise BrokerConfigError(f"{where}: put password_hash (from `anxin broker-config --hash-password`), "
                                 "never a plaintext password, in the registry file")
-    if not _HASH.match(value):
+    m = _HASH.match(value)
+    if not m:
         raise BrokerConfigError(f"{where}: password_hash must be a mosquitto $7$ hash, got {value[:12]!r}...")
+    # The dynamic security plugin silently skips a client whose salt or hash has another length.
+    if len(base64.b64decode(m.group(2))) != SALT_BYTES or len(base64.b64decode(m.group(3))) != HASH_BYTES:
+        raise BrokerConfigError(f"{where}: password_hash needs a {SALT_BYTES}-byte salt and a {HASH_BYTES}-byte hash")
     return value
 
 

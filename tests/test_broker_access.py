@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import getpass
 import glob
 import queue
@@ -146,8 +147,10 @@ def test_hash_format_matches_mosquitto_passwd(tmp_path: Path) -> None:
     assert verify_password("s3cret pw", made_by_mosquitto)
     assert not verify_password("s3cret pX", made_by_mosquitto)
     iterations, salt = made_by_mosquitto.split("$")[2:4]
-    import base64
     assert hash_password("s3cret pw", salt=base64.b64decode(salt), iterations=int(iterations)) == made_by_mosquitto
+    ours = hash_password("s3cret pw")
+    assert verify_password("s3cret pw", ours) and ours != hash_password("s3cret pw")  # salted
+    assert base64.b64decode(ours.split("$")[3]).isascii()  # printable salt, usable by EMQX too
 
 
 # -- who may connect ----------------------------------------------------------------------------------
@@ -394,6 +397,7 @@ def test_topics_per_kind_of_account() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda r: r["mqtt"]["gateways"][0].update(password="plain"), "never a plaintext password"),
     (lambda r: r["mqtt"]["gateways"][0].update(password_hash="secret"), "$7$ hash"),
+    (lambda r: r["mqtt"]["gateways"][0].update(password_hash=hash_password("x", salt=b"short")), "12-byte salt"),
     (lambda r: r["devices"][0].update(via="nowhere"), "not in mqtt.bridges"),
     (lambda r: r["mqtt"]["bridges"][0].update(base_topic="z2m-a"), "not under bridge z2m-a's base topic"),
     (lambda r: r["devices"][2].update(id="tele/evil"), "cannot stand in topic"),
