@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import getpass
 import glob
+import io
 import queue
 import re
 import subprocess
@@ -186,6 +187,8 @@ def test_a_device_of_institution_a_cannot_raise_an_alarm_for_institution_b(locke
         gw.wait_for_payload(b'{"state":"online"}')
         topics = {t for t, _ in gw.drain()}
         assert topics == {"zigbee2mqtt/sos-a", "tele/tasmota-a/SENSOR", "zigbee2mqtt/sos-a/availability"}
+        # Refused quietly: neither sender lost its connection (no second CONNACK).
+        assert bridge_a._connack.empty() and tasmota_a._connack.empty()
     finally:
         for c in (gw, bridge_a, tasmota_a):
             c.close()
@@ -292,6 +295,20 @@ def test_strict_mode_accounts_and_topics(strict: MosquittoServer) -> None:
 
 def test_the_gateway_and_its_alarm_lane_work_in_strict_mode(strict: MosquittoServer, tmp_path: Path) -> None:
     _gateway_records_only_own_presses(strict, tmp_path)
+
+
+def test_with_max_queued_messages_0_a_refused_publish_costs_the_connection(tmp_path: Path) -> None:
+    """Why the broker configs set a large max_queued_messages instead of 0 ("unlimited")."""
+    auth = _broker_config(_registry(), tmp_path)
+    with MosquittoServer(tmp_path / "mq", password_file=auth / "passwd", acl_file=auth / "acl",
+                         extra_config=["max_queued_messages 0"]) as broker:
+        bridge_a = Client(broker.port, "z2m-a", PASSWORDS["z2m-a"], client_id="bridge-a")
+        try:
+            bridge_a.client.publish("zigbee2mqtt/sos-b", _press("stray"), qos=0)
+            # paho reconnects by itself: a second CONNACK means the broker dropped the first connection.
+            assert not bridge_a._connack.get(timeout=15).is_failure
+        finally:
+            bridge_a.close()
 
 
 # -- reload, size limit -------------------------------------------------------------------------------------
@@ -484,3 +501,21 @@ def test_the_shipped_config_is_locked_and_its_tls_listener_works(tmp_path: Path)
             gw.close()
     finally:
         stop_process(proc)
+
+
+def test_hash_password_from_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert main(["broker-config", "--hash-password"]) == 0
+    assert verify_password("correct horse", capsys.readouterr().out.strip())
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["broker-config", "--hash-password"]) == 2
+    assert main(["broker-config", "--out", "x"]) == 2  # no --registry: one line, no traceback
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_unknown_group_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reg = tmp_path / "r.yaml"
+    reg.write_text(yaml.safe_dump(_registry()), encoding="utf-8")
+    assert main(["broker-config", "--registry", str(reg), "--out", str(tmp_path / "o"),
+                 "--group", "no-such-group-here"]) == 2
+    assert "no group 'no-such-group-here'" in capsys.readouterr().err
