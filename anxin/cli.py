@@ -250,6 +250,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from gateway.broker_access import BrokerConfigError, broker_access, hash_password, reload_broker, write_files
+
+    if args.hash_password:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            print("no password on standard input / 标准输入没有密码", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
+    if args.registry is None or args.out is None:
+        print("broker-config needs --registry FILE and --out DIR / 需要 --registry 和 --out", file=sys.stderr)
+        return 2
+    try:
+        data = yaml.safe_load(args.registry.read_text(encoding="utf-8")) or {}
+        access = broker_access(data, load_profiles(args.profiles))
+        written = write_files(access, args.out, args.group)
+        for w in access.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        print(f"{len(access.accounts)} MQTT accounts: wrote {', '.join(str(p) for p in written)}")
+        if args.reload_pid is not None:
+            pid = reload_broker(args.reload_pid)
+            print(f"mosquitto (pid {pid}) told to reload (SIGHUP)")
+    except (BrokerConfigError, ProfileError, OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+        print(f"broker-config failed / 生成失败: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anxin", description="Anxin (安心) safety-monitoring gateway")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -285,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default="cli", help="who sets it (audit trail)")
     p.add_argument("--maintenance", action="store_true", help="a maintenance window rather than a silence")
     p.set_defaults(func=cmd_silence)
+
+    p = sub.add_parser("broker-config", help="mosquitto accounts and ACL from the registry file")
+    p.add_argument("--registry", type=Path, help="registry YAML with the MQTT accounts (password hashes only)")
+    p.add_argument("--out", type=Path, help="directory for passwd, acl and dynamic-security.json")
+    p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR)
+    p.add_argument("--group", help="group that may read the files (the broker's; default: mosquitto, if root)")
+    p.add_argument("--reload-pid", type=Path, metavar="PIDFILE", help="send SIGHUP to the mosquitto in this pid file")
+    p.add_argument("--hash-password", action="store_true", help="print the $7$ hash of a password read from stdin")
+    p.set_defaults(func=cmd_broker_config)
 
     p = sub.add_parser("gateway", help="run the gateway (configuration from ANXIN_* environment variables)")
     p.set_defaults(func=cmd_gateway)

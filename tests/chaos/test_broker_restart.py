@@ -51,7 +51,7 @@ def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, mosquitto: Mosq
         load = Load(mosquitto.port, readings=READINGS, presses=PRESSES).start()
         wait_for(lambda: load.sent > READINGS // 3, what="a third published")
         mosquitto.restart()  # clean stop: mosquitto writes its persistence file on the way out
-        assert mosquitto.persistence_file.stat().st_size > 1000, "the broker did not persist the sessions"
+        assert mosquitto.db_file.stat().st_size > 1000, "the broker did not persist the sessions"
         load.wait_acknowledged()
         load.close()
         _check_everything_arrived(influx, webhooks, counts, f"broker restarted, {workers} ingest process(es)")
