@@ -67,7 +67,8 @@ def huaqiang_nb_smoke(data: bytes) -> dict[str, Any]:
     operator, u16 attributes (low 10 bits: data length 27), u32 time, 8-byte BCD IMEI; data: u16 cmd,
     alert bits (bit0 smoke, bit2 battery low, bit7 device fault), fault code (1: smoke self-test
     failed), mode (255: power-on), u16 battery centivolts, battery %, temperature + 100, u32 cell,
-    RSRP (negated), u32 last smoke time, u32 last self-test time, self-test result (1 failed)."""
+    RSRP (negated), u32 last smoke time, u32 last self-test time, self-test result (1 failed).
+    ``fault`` combines alert bit7, fault code 1 and a failed self-test."""
     if data[:2] == b"PU":
         if len(data) < 4 or int.from_bytes(data[2:4], "big") != len(data) - 4:
             raise CodecError("Huaqiang frame: length prefix does not match")
@@ -79,16 +80,20 @@ def huaqiang_nb_smoke(data: bytes) -> dict[str, Any]:
     length = int.from_bytes(data[7:9], "big") & 0x03FF
     if length != 27:
         raise CodecError(f"Huaqiang frame: data length {length}, expected 27")
+    alert, fault_code, self_test = data[23], data[24], data[43]
     return {
         "device_type": data[3],
         "imei": _bcd_imei(data[13:21]),
         "cmd": int.from_bytes(data[21:23], "big"),
-        "alert": data[23],
-        "fault_code": data[24],
+        "alert": alert,
+        "fault_code": fault_code,
         "mode": data[25],
         "battery_voltage": int.from_bytes(data[26:28], "big") / 100,
         "battery": data[28],
         "temperature": data[29] - 100,
         "rsrp": -data[34],
-        "self_test_result": data[43],
+        "self_test_result": self_test,
+        # One sensor-fault state from the three places the frame reports it, so a fault cannot be
+        # raised and cleared by the same message.
+        "fault": int(bool(alert & 0x80) or fault_code == 1 or self_test == 1),
     }
