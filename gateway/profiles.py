@@ -127,7 +127,7 @@ class ProfileSet:
         def document(p: CompiledProfile, env: Any) -> Any:
             return p.parse(payload, True) if raw_bytes else p.complete(env)
 
-        errors: list[str] = []
+        errors: dict[str, list[str]] = {}  # reason -> profiles that gave it (a shared envelope fails once)
         envelopes: dict[tuple[str, bool], Any] = {}
         ready: list[tuple[CompiledProfile, Any, str]] = []
         for p, vars_ in cands:
@@ -149,20 +149,26 @@ class ProfileSet:
                         self._assigned_cache[topic] = (assigned, p, dev)
                     return Match(p, document(p, env), dev)
             except DecodeError as exc:
-                errors.append(f"{p.name}: {exc}")
+                errors.setdefault(str(exc), []).append(p.name)
                 continue
             ready.append((p, env, dev))
         for p, env, dev in ready:
             try:
                 doc = document(p, env)
             except DecodeError as exc:
-                errors.append(f"{p.name}: {exc}")
+                errors.setdefault(str(exc), []).append(p.name)
                 continue
             if p.accepts(doc):
                 return Match(p, doc, dev)
         if errors:
-            raise DecodeError("; ".join(errors))
+            raise DecodeError("; ".join(_reason(msg, names) for msg, names in errors.items()))
         raise NoProfileError(
             f"topic {topic!r} matches {', '.join(p.name for p, _ in cands)} but the payload fits none "
             "(pass --profile or assign the device a profile in the registry)"
         )
+
+
+def _reason(message: str, profiles: list[str]) -> str:
+    if len(profiles) == 1:
+        return f"{profiles[0]}: {message}"
+    return f"{message} ({len(profiles)} profiles of this topic: {', '.join(profiles)})"
