@@ -122,3 +122,37 @@ def test_decode_file_missing_is_one_clear_line(tmp_path: Path) -> None:
 def test_decode_without_topic_is_a_usage_error() -> None:
     out = anxin("decode", "--payload", "{}")
     assert out.returncode == EXIT_USAGE and "--topic is required" in out.stderr
+
+
+def test_readme_walkthrough_adding_a_zigbee2mqtt_device_is_one_yaml_file(tmp_path: Path) -> None:
+    """README "Adding a device": the capture decodes with the generic CO profile (self-check unread);
+    the README's YAML, added alone to a copy of the profile directory, makes it a test."""
+    import re
+    import shutil
+
+    from gateway.profiles import DEFAULT_PROFILE_DIR
+
+    profiles = tmp_path / "profiles"
+    shutil.copytree(DEFAULT_PROFILE_DIR, profiles)
+    (profiles / "zigbee2mqtt-nous-e12-co.yaml").unlink()
+    capture = tmp_path / "site.txt"
+    capture.write_text(
+        'zigbee2mqtt/boiler co {"battery_state":"low","carbon_monoxide":false,"carbon_monoxide_value":0,'
+        '"end_of_life":false,"fault":false,"test":"idle","testing":true,"warming_up":false,"linkquality":120}\n',
+        encoding="utf-8")
+    before = anxin("decode", "--profiles", str(profiles), "--file", str(capture), "--json")
+    assert before.returncode == 0, before.stderr
+    (rep,) = [json.loads(x) for x in before.stdout.splitlines()]
+    assert rep["profile"] == "zigbee2mqtt-co" and not [e for e in rep["events"] if e["type"] == "test"]
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Adding a device"):]
+    yaml_text = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert yaml_text is not None
+    (profiles / "nous-e12.yaml").write_text(re.sub(r"^   ", "", yaml_text.group(1), flags=re.M), encoding="utf-8")
+    after = anxin("decode", "--profiles", str(profiles), "--file", str(capture), "--json")
+    assert after.returncode == 0, after.stderr
+    (rep,) = [json.loads(x) for x in after.stdout.splitlines()]
+    assert rep["profile"] == "zigbee2mqtt-nous-e12-co"
+    assert {(e["type"], e["state"]) for e in rep["events"]} == {
+        ("test", "active"), ("fault.sensor", "clear"), ("fault.battery_low", "active")}
