@@ -168,3 +168,26 @@ def test_nb301_old_single_digit_heat_code_is_a_fire() -> None:
 def test_malformed_nbiot_frames(profile: str, payload: str, reason: str) -> None:
     with pytest.raises(DecodeError, match=reason):
         decode("http", payload, profile=profile)
+
+
+# -- the decoder parts these families added ----------------------------------------------------------------
+def test_star_path_segment() -> None:
+    from gateway.paths import MISSING, parse_path, resolve
+
+    p = parse_path("ZbReceived.*.ZoneStatus")
+    assert resolve({"ZbReceived": {"0x1A2B": {"ZoneStatus": 5}}}, p) == 5
+    assert resolve({"ZbReceived": {}}, p) is MISSING
+    assert resolve({"ZbReceived": {"*": {"ZoneStatus": 1}}}, p) == 1  # a literal "*" key still wins
+    assert resolve({"ZbReceived": [1]}, p) is MISSING
+
+
+def test_mask_rule_validation() -> None:
+    from pydantic import ValidationError
+
+    from gateway.profile_schema import EventSpec
+
+    assert EventSpec(type="fault.tamper", path="z", mask=4).mask == 4
+    with pytest.raises(ValidationError, match="one of"):
+        EventSpec(type="fault.tamper", path="z", mask=4, active=[1])
+    with pytest.raises(ValidationError):
+        EventSpec(type="fault.tamper", path="z", mask=0)
