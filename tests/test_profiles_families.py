@@ -184,10 +184,11 @@ def test_star_path_segment() -> None:
 def test_mask_rule_validation() -> None:
     from pydantic import ValidationError
 
+    from anxin.model import EventType
     from gateway.profile_schema import EventSpec
 
-    assert EventSpec(type="fault.tamper", path="z", mask=4).mask == 4
+    assert EventSpec(type=EventType.TAMPER, path="z", mask=4).mask == 4
     with pytest.raises(ValidationError, match="one of"):
-        EventSpec(type="fault.tamper", path="z", mask=4, active=[1])
+        EventSpec(type=EventType.TAMPER, path="z", mask=4, active=[1])
     with pytest.raises(ValidationError):
-        EventSpec(type="fault.tamper", path="z", mask=0)
+        EventSpec(type=EventType.TAMPER, path="z", mask=0)
