@@ -192,3 +192,11 @@ def test_mask_rule_validation() -> None:
         EventSpec(type=EventType.TAMPER, path="z", mask=4, active=[1])
     with pytest.raises(ValidationError):
         EventSpec(type=EventType.TAMPER, path="z", mask=0)
+
+
+def test_tasmota_two_sht3x_are_two_devices() -> None:
+    r = decode("tele/t/SENSOR", '{"SHT3X-0x44":{"Temperature":22.1,"Humidity":57.5},'
+                                '"SHT3X-0x45":{"Temperature":5.0,"Humidity":80},"TempUnit":"C"}')
+    assert {(x.device_id, x.metric, x.value) for x in r.readings} == {
+        ("t/SHT3X-0x44", "temperature", 22.1), ("t/SHT3X-0x44", "humidity", 57.5),
+        ("t/SHT3X-0x45", "temperature", 5.0), ("t/SHT3X-0x45", "humidity", 80)}
