@@ -25,10 +25,31 @@ log = logging.getLogger("anxin")
 EXIT_NO_PROFILE = 3
 EXIT_MALFORMED = 4
 EXIT_BAD_PROFILES = 5
+EXIT_DEAD_LETTERS = 6  # decode --file: some lines would be dead-lettered
+EXIT_USAGE = 2
 
 
 def _print_json(obj: object) -> None:
     sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _decode_file(args: argparse.Namespace, profiles: ProfileSet) -> int:
+    """A capture, one message per line as ``mosquitto_sub -v`` prints it: a report per line, then a summary."""
+    from gateway.capture import decode_capture, format_line, summary
+
+    try:
+        with open(args.file, encoding="utf-8", errors="replace") as f:
+            reports = decode_capture(profiles, f, profile=args.profile)
+    except OSError as exc:
+        print(f"anxin decode: 无法读取 cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    for rep in reports:
+        if args.json:
+            _print_json(rep.as_dict())
+        else:
+            print(format_line(rep))
+    print(summary(reports), file=sys.stderr if args.json else sys.stdout)
+    return EXIT_DEAD_LETTERS if any(r.dead_letter for r in reports) else 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -37,6 +58,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(f"anxin decode: invalid profiles: {exc}", file=sys.stderr)
         return EXIT_BAD_PROFILES
+    if args.file is not None:
+        return _decode_file(args, profiles)
+    if args.topic is None:
+        print("anxin decode: --topic is required with --payload / --payload-hex", file=sys.stderr)
+        return EXIT_USAGE
     if args.payload_hex is not None:
         try:
             payload = bytes.fromhex(args.payload_hex.replace(" ", ""))
@@ -284,11 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("decode", help="decode one payload with the device profiles; prints JSON lines")
-    p.add_argument("--topic", required=True, help="MQTT topic (or any label for HTTP pushes with --profile)")
+    p = sub.add_parser("decode", help="decode one payload (JSON lines) or a capture file (report per line)")
+    p.add_argument("--topic", help="MQTT topic (or any label for HTTP pushes with --profile)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--payload", help="payload text (JSON)")
     src.add_argument("--payload-hex", help="raw device bytes in hex (binary codecs, e.g. LoRaWAN frames)")
+    src.add_argument("--file", type=Path, help="capture: one 'topic payload' per line, as mosquitto_sub -v prints")
+    p.add_argument("--json", action="store_true", help="with --file: one JSON object per line (summary on stderr)")
     p.add_argument("--profile", help="profile name, where the topic alone cannot tell the model")
     p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR, help="profile directory")
     p.set_defaults(func=cmd_decode)

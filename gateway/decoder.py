@@ -72,7 +72,8 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "metric", "offset", "path", "plain", "scale", "unit_map", "unit_path", "unless", "when")
+    __slots__ = ("convert", "metric", "offset", "path", "plain", "scale", "sub_device", "sub_device_path",
+                 "unit_map", "unit_path", "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
@@ -86,6 +87,8 @@ class _ReadingRule:
         }
         self.when = _Cond(spec.when) if spec.when else None
         self.unless = _Cond(spec.unless) if spec.unless else None
+        self.sub_device = spec.sub_device
+        self.sub_device_path = _path(spec.sub_device_path) if spec.sub_device_path else None
         # Most readings are a plain number at a path: skip the general machinery for them.
         self.plain = (self.when is None and self.unless is None and self.unit_path is None
                       and self.convert is _identity and self.scale == 1.0 and self.offset == 0.0)
@@ -106,10 +109,18 @@ class _ReadingRule:
         num = num * self.scale + self.offset
         return convert(num) if convert else num
 
+    def device(self, doc: Any, device_id: str) -> str:
+        """The device the reading belongs to: the message's, or one probe of several on it."""
+        if self.sub_device_path is not None:
+            sub = resolve(doc, self.sub_device_path)
+            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
+                return f"{device_id}/{str(sub).strip()}"
+        return f"{device_id}/{self.sub_device}" if self.sub_device else device_id
+
 
 class _EventRule:
-    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "momentary", "path",
-                 "type", "unless", "when")
+    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "mask", "momentary",
+                 "path", "type", "unless", "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
@@ -119,6 +130,7 @@ class _EventRule:
         self.active_text = [t.casefold() for t in spec.active_contains]
         self.clear_text = [t.casefold() for t in spec.clear_contains]
         self.below, self.above = spec.below, spec.above
+        self.mask = spec.mask
         self.momentary = spec.momentary
         self.when = _Cond(spec.when) if spec.when else None
         self.unless = _Cond(spec.unless) if spec.unless else None
@@ -131,7 +143,12 @@ class _EventRule:
         if raw is MISSING:
             return None
         state: EventState | None = None
-        if self.below is not None or self.above is not None:
+        if self.mask is not None:
+            num = to_number(raw)
+            if num is None:
+                return None
+            state = EventState.ACTIVE if int(num) & self.mask else EventState.CLEAR
+        elif self.below is not None or self.above is not None:
             num = to_number(raw)
             if num is None:
                 return None
@@ -164,7 +181,12 @@ class CompiledProfile:
         self.ts_zone = ZoneInfo(spec.timestamp.naive_tz) if spec.timestamp else ZoneInfo("UTC")
         self.ts_format = spec.timestamp.format if spec.timestamp else "auto"
         self.id_path = _path(spec.device_id.path) if spec.device_id.path else None
+        self.id_sub_paths = [_path(p) for p in spec.device_id.sub_path]
         self.readings = [_ReadingRule(r) for r in spec.readings]
+        # Several rules may yield one metric (a CO2 sensor's and a BME280's temperature): the first rule
+        # that yields wins, so storage gets one value per device, metric and time.
+        metrics = [(r.metric, r.sub_device, r.sub_device_path) for r in self.readings]
+        self.first_wins = len(set(metrics)) != len(metrics) or any(r.sub_device_path for r in self.readings)
         self.events = [_EventRule(e) for e in spec.events]
 
     # -- parsing -----------------------------------------------------------------------------------
@@ -248,6 +270,10 @@ class CompiledProfile:
             value = resolve(doc, self.id_path)
         if value is MISSING or value is None or value == "" or isinstance(value, dict | list):
             raise DecodeError(f"profile {self.name}: no device id at {ids.topic or ids.path!r}")
+        for p in self.id_sub_paths:
+            sub = resolve(doc, p)
+            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
+                return f"{value}/{str(sub).strip()}"
         return str(value)
 
     # -- decoding ----------------------------------------------------------------------------------
@@ -258,10 +284,21 @@ class CompiledProfile:
         out = Decoded(self.name, device_id)
         if self.spec.ignore:
             return out
-        for r in self.readings:
-            v = r.value(doc)
-            if v is not None:
-                out.readings.append(Reading(device_id, r.metric, v, ts, institution_id))
+        if self.first_wins:
+            seen: set[tuple[str, str]] = set()
+            for r in self.readings:
+                v = r.value(doc)
+                if v is not None:
+                    dev = r.device(doc, device_id)
+                    if (dev, r.metric) not in seen:
+                        seen.add((dev, r.metric))
+                        out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
+        else:
+            for r in self.readings:
+                v = r.value(doc)
+                if v is not None:
+                    out.readings.append(Reading(r.device(doc, device_id) if r.sub_device else device_id,
+                                                r.metric, v, ts, institution_id))
         for e in self.events:
             hit = e.state(doc)
             if hit is not None:

@@ -3,6 +3,8 @@
 Syntax: dotted names with bracket segments for keys that contain dots, colons or spaces and for list
 indexes: ``MHZ19B.CarbonDioxide``, ``SDS0X1["PM2.5"]``, ``params["temperature:0"].tC``, ``rxInfo[0].rssi``.
 Paths are parsed once when a profile loads; resolving is a plain loop.
+A ``*`` segment stands for the single (first) value of an object whose key varies per device, as in
+Tasmota's ``ZbReceived.*.ZoneStatus`` (the key is the Zigbee device's address or name).
 """
 
 from __future__ import annotations
@@ -65,9 +67,12 @@ def resolve(doc: Any, path: tuple[Segment, ...]) -> Any:
                 continue
             return _MISSING
         if type(cur) is dict:
-            cur = cur.get(seg, _MISSING)
-            if cur is _MISSING:
-                return _MISSING
+            nxt = cur.get(seg, _MISSING)
+            if nxt is _MISSING:
+                if seg != "*" or not cur:
+                    return _MISSING
+                nxt = next(iter(cur.values()))
+            cur = nxt
             continue
         return _MISSING
     return cur

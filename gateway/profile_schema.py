@@ -57,8 +57,18 @@ class DeviceIdSpec(_Strict):
     topic: str | None = None
     path: str | None = None
     const: str | None = None
+    # A device behind a bridge (a Zigbee sensor behind Tasmota, a detector behind a transmission
+    # device): the first of these payload paths that holds a value is appended as "<id>/<value>".
+    sub_path: list[str] = Field(default_factory=list)
 
     _v = field_validator("path")(_check_path)
+
+    @field_validator("sub_path")
+    @classmethod
+    def _sub_paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            _check_path(p)
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> DeviceIdSpec:
@@ -97,8 +107,12 @@ class ReadingSpec(_Strict):
     unit_map: dict[str, str] = Field(default_factory=dict)  # payload unit value -> unit
     when: Condition | None = None
     unless: Condition | None = None
+    # A probe of several on one device (Tasmota DS18B20-1..8): the reading belongs to
+    # "<device id>/<value at sub_device_path>" (the probe's stable Id), else "<device id>/<sub_device>".
+    sub_device: str | None = None
+    sub_device_path: str | None = None
 
-    _v = field_validator("path", "unit_path")(_check_path)
+    _v = field_validator("path", "unit_path", "sub_device_path")(_check_path)
 
     @model_validator(mode="after")
     def _known(self) -> ReadingSpec:
@@ -126,6 +140,7 @@ class EventSpec(_Strict):
     clear_contains: list[str] = Field(default_factory=list)
     below: float | None = None
     above: float | None = None
+    mask: int | None = Field(default=None, gt=0)  # active when (value & mask) != 0 (IAS ZoneStatus bits)
     momentary: bool = False
     when: Condition | None = None
     unless: Condition | None = None
@@ -144,8 +159,9 @@ class EventSpec(_Strict):
     def _has_rule(self) -> EventSpec:
         listed = bool(self.active or self.clear or self.active_contains or self.clear_contains)
         threshold = self.below is not None or self.above is not None
-        if listed == threshold:
-            raise ValueError(f"event {self.type}: give either active/clear values (or *_contains) or below/above")
+        if listed + threshold + (self.mask is not None) != 1:
+            raise ValueError(f"event {self.type}: give one of active/clear values (or *_contains), "
+                             "below/above, or mask")
         if self.below is not None and self.above is not None:
             raise ValueError(f"event {self.type}: below and above are exclusive")
         return self

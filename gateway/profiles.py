@@ -16,6 +16,9 @@ from gateway.network_servers import NETWORK_SERVER_DIR, NetworkServer, NetworkSe
 from gateway.profile_schema import DeviceProfile
 
 DEFAULT_PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+# libyaml's safe loader when PyYAML was built with it: the pure-Python one takes about a second for the
+# shipped profiles, on every gateway, worker and CLI start.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ProfileError(ValueError):
@@ -28,7 +31,7 @@ class NoProfileError(DecodeError):
 
 def load_profile_file(path: Path) -> DeviceProfile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except (OSError, yaml.YAMLError) as exc:
         raise ProfileError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
@@ -150,7 +153,7 @@ class ProfileSet:
         def document(p: CompiledProfile, env: Any) -> Any:
             return p.parse(payload, True) if raw_bytes else p.complete(env)
 
-        errors: list[str] = []
+        errors: dict[str, list[str]] = {}  # reason -> profiles that gave it (a shared envelope fails once)
         envelopes: dict[tuple[str, bool], Any] = {}
         ready: list[tuple[CompiledProfile, Any, str]] = []
         for p, vars_ in cands:
@@ -166,7 +169,7 @@ class ProfileSet:
                     raise env
                 dev = p.device_id(env, vars_)
             except DecodeError as exc:
-                errors.append(f"{p.name}: {exc}")
+                errors.setdefault(str(exc), []).append(p.name)
                 continue
             if assigned and assigned.get(dev) == p.name:  # the registry knows: only its codec runs
                 if p.spec.device_id.topic is not None:
@@ -186,13 +189,19 @@ class ProfileSet:
             try:
                 doc = document(p, env)
             except DecodeError as exc:
-                errors.append(f"{p.name}: {exc}")
+                errors.setdefault(str(exc), []).append(p.name)
                 continue
             if p.accepts(doc):
                 return Match(p, doc, dev)
         if errors:
-            raise DecodeError("; ".join(errors))
+            raise DecodeError("; ".join(_reason(msg, names) for msg, names in errors.items()))
         raise NoProfileError(
             f"topic {topic!r} matches {', '.join(p.name for p, _ in cands)} but the payload fits none "
             "(pass --profile or assign the device a profile in the registry)"
         )
+
+
+def _reason(message: str, profiles: list[str]) -> str:
+    if len(profiles) == 1:
+        return f"{profiles[0]}: {message}"
+    return f"{message} ({len(profiles)} profiles of this topic: {', '.join(profiles)})"

@@ -226,7 +226,7 @@ def test_malformed_json_is_a_decode_error() -> None:
 
 def test_unknown_topic_has_no_profile() -> None:
     with pytest.raises(NoProfileError, match="no profile matches"):
-        decode("somewhere/else", "{}")
+        decode("somewhere/else/entirely", "{}")
 
 
 def test_json_that_fits_no_model_on_a_shared_topic() -> None:

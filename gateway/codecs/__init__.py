@@ -62,4 +62,4 @@ def get_codec(name: str, options: Mapping[str, Any] | None = None) -> Codec:
 
 def _load_builtin() -> None:
     # Imported lazily so a codec module's import-time registration runs exactly once.
-    from gateway.codecs import milesight  # noqa: F401
+    from gateway.codecs import milesight, nbiot  # noqa: F401
