@@ -47,7 +47,7 @@ HASH_BYTES = 64  # SHA-512 output size, as mosquitto_passwd
 
 # LWT / availability topics a device or its bridge publishes beside the profile's data topic, by template.
 AVAILABILITY_TOPICS: dict[str, tuple[str, ...]] = {
-    "zigbee2mqtt/{device}": ("zigbee2mqtt/{device}/availability",),
+    "{base}/{device}": ("{base}/{device}/availability",),
     "tele/{device}/SENSOR": ("tele/{device}/LWT",),
     "{device}/events/rpc": ("{device}/online",),  # Shelly gen2: <prefix>/online is its last will
 }
@@ -173,13 +173,16 @@ def broker_access(registry: Mapping[str, Any], profiles: Iterable[CompiledProfil
             if creds or via:
                 raise BrokerConfigError(f"device {device_id}: profile {d.get('profile')!r} has no MQTT topic")
             continue
-        topics = device_topics(profile, device_id, d.get("topic_vars") or {})
         if creds and via:
             raise BrokerConfigError(f"device {device_id}: either its own mqtt account or via a bridge, not both")
-        if via:
-            bridge = bridges.get(str(via))
-            if bridge is None:
-                raise BrokerConfigError(f"device {device_id}: via {via!r}, which is not in mqtt.bridges")
+        topic_vars = dict(d.get("topic_vars") or {})
+        bridge = bridges.get(str(via)) if via else None
+        if via and bridge is None:
+            raise BrokerConfigError(f"device {device_id}: via {via!r}, which is not in mqtt.bridges")
+        if bridge is not None and "base" in profile.topic.variables:  # zigbee2mqtt's {base}/{device}
+            topic_vars.setdefault("base", bridge["base"])
+        topics = device_topics(profile, device_id, topic_vars)
+        if bridge is not None:
             outside = [t for t in topics if not (t == bridge["base"] or t.startswith(bridge["base"] + "/"))]
             if outside:
                 raise BrokerConfigError(f"device {device_id}: topic {outside[0]} is not under bridge {via}'s "
