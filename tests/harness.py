@@ -16,7 +16,6 @@ from anxin.config import Settings
 from gateway.registry import import_registry
 from gateway.service import Gateway
 
-
 TEST_SECRET = "test-ack-link-secret-0123456789abcdef"  # >= 32 characters, as the gateway requires
 
 
