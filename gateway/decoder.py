@@ -103,12 +103,13 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "field", "metric", "offset", "path", "plain", "scale", "unit_map", "unit_path", "unless",
-                 "when")
+    __slots__ = ("convert", "field", "metric", "offset", "path", "plain", "range", "scale", "unit_map", "unit_path",
+                 "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
         self.metric = spec.metric
+        self.range = METRICS[spec.metric]
         self.field = spec.path
         self.path = _path(spec.path)
         self.scale, self.offset = spec.scale, spec.offset
@@ -337,12 +338,11 @@ class CompiledProfile:
                 missed.append(r)
                 continue
             used.append(r.path)
-            bad = METRICS[r.metric].check(v)
-            if bad is None:
+            if r.range.low <= v <= r.range.high:
                 out.readings.append(Reading(device_id, r.metric, v, ts, institution_id))
             else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
                 implausible.append(r.path)
-                self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {bad}",
+                self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {r.range.check(v)}",
                             {"metric": r.metric, "value": _shown(v), "unit": METRIC_UNITS[r.metric]})
         for e in self.events:
             if implausible and e.path in implausible and (e.below is not None or e.above is not None):
@@ -371,15 +371,16 @@ class CompiledProfile:
                          missed: list[_ReadingRule | _EventRule], used: list[tuple[Segment, ...]]) -> None:
         """A field is unusable when it holds a value (not null or "") that no rule reading it understood:
         several rules often share one field (a status code), so the verdict is the field's, not a rule's."""
-        seen = set(used)
         for rule in missed:
-            if rule.path in seen:
+            if rule.path in used:
                 continue
-            seen.add(rule.path)
+            used.append(rule.path)
+            raw = resolve(doc, rule.path)
+            if _quiet(raw):  # the common case: an optional field the device did not send
+                continue
             verdicts = [r.verdict(doc) for r in self.rules_at[rule.path]]
             reasons = [v for v in verdicts if v]
             if reasons and ACCEPTED not in verdicts:
-                raw = resolve(doc, rule.path)
                 self._fault(out, ts, institution_id, f"{rule.field} = {_shown(raw)!r}: {'; '.join(reasons)}",
                             {"field": rule.field, "value": _shown(raw)})
 

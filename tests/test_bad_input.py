@@ -8,18 +8,22 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from anxin.db import DeadLetter, EventRecord
+from anxin.model import EventState, EventType
 from gateway.http_app import create_app
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
+from tests.profile_helpers import profile_set
 from tests.samples import samples
 from tests.servers import free_port
 from tests.servers.mosquitto import MosquittoServer
@@ -51,6 +55,42 @@ def dead(gw: Any) -> list[DeadLetter]:
 def readings(settings: Any) -> list[tuple[str, str, float]]:
     with sqlite3.connect(settings.sqlite_telemetry_path) as db:
         return db.execute("SELECT device_id, metric, value FROM readings ORDER BY ts_ns, metric").fetchall()
+
+
+@pytest.mark.parametrize(("topic", "profile", "payload", "problem"), [
+    # legitimately nothing (or only what is there): quiet or unknown fields, idle presses, other texts
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"linkquality":120}', None),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "{}", None),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"smoke":null,"battery":"","update":{"state":"idle"}}', None),
+    ("zigbee2mqtt/b", "zigbee2mqtt-sos-button", '{"action":"","battery":null}', None),
+    ("zigbee2mqtt/b", "zigbee2mqtt-sos-button", '{"action":"single"}', None),
+    ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", "online", None),
+    ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", '{"state":"online"}', None),
+    ("x", "wanlin-alarm-host", '{"dcode":"1","content":"布防_1防区"}', None),  # arming: text rules
+    # garbage: wrong shape or a value no rule reading its field understands
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "[1,2,3]", "payload is a JSON array"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '"hello"', "payload is a bare string"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "null", "payload is null"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "42", "payload is a bare number"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"smoke":"maybe"}', "smoke = 'maybe': alarm.smoke: not one of"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"smoke":{"a":1}}', "smoke = '{\"a\":1}'"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"battery":"full"}', "battery = 'full': metric battery: not a number"),
+    ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"battery":true}', "metric battery: not a number"),
+    ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", "maybe", "$ = 'maybe'"),
+    ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", "[1]", "payload is a JSON array"),
+    ("zigbee2mqtt/f", "zigbee2mqtt-fridge", '{"temperature":-1e308}', "outside the plausible range -60..150 °C"),
+])
+def test_the_rule_between_nothing_and_garbage(topic: str, profile: str, payload: str, problem: str | None) -> None:
+    """README "Bad input": what decodes to nothing legitimately, and what is garbage."""
+    m = profile_set().match(topic, payload.encode(), profile=profile)
+    decoded = m.profile.decode(m.doc, m.device_id, datetime.now(UTC))
+    if problem is None:
+        assert decoded.problems == [] and not [e for e in decoded.events if e.type == EventType.SENSOR_FAULT]
+    else:
+        assert len(decoded.problems) == 1 and problem in decoded.problems[0], decoded.problems
+        [fault] = [e for e in decoded.events if e.type == EventType.SENSOR_FAULT]
+        assert fault.state is EventState.ACTIVE and fault.detail["reason"] == decoded.problems[0]
+        assert not decoded.usable and decoded.readings == []
 
 
 def test_wrong_shapes_on_an_alarm_device_are_dead_letters_and_faults(tmp_path: Path,
