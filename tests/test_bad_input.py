@@ -234,3 +234,17 @@ def test_out_of_range_ids_and_limits_are_422_not_500(tmp_path: Path) -> None:
         assert http.get("/api/incidents?limit=1000", headers=OPERATOR).status_code == 200
         assert http.post("/api/incidents/1/transition", headers=OPERATOR,
                          json={"to": "resolved", "note": "x" * 5000}).status_code == 422
+
+
+def test_undecodable_messages_of_a_registered_device_raise_a_fault(tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", alerting_enabled=False)
+    with running_gateway(settings, registry=REGISTRY, mqtt=False) as gw:
+        gw.pipeline.submit("zigbee2mqtt/sens_smoke1", b'{"smoke": tru')  # registered: a broken detector
+        gw.pipeline.submit("zigbee2mqtt/stranger", b'{"smoke": tru')  # nobody we know: a dead letter only
+        gw.pipeline.submit("zigbee2mqtt/sens_smoke1", b"")  # deletes a retained message: a dead letter only
+        assert gw.drain(20)
+        assert [d.source for d in dead(gw)] == ["mqtt:zigbee2mqtt/sens_smoke1", "mqtt:zigbee2mqtt/stranger",
+                                                "mqtt:zigbee2mqtt/sens_smoke1"]
+        [fault] = faults(gw)
+        assert (fault.device_id, fault.institution_id) == ("sens_smoke1", "xm-001")
+        assert "malformed JSON" in fault.detail["reason"] and fault.detail["profile"] == "zigbee2mqtt-smoke"
