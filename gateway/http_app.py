@@ -62,7 +62,12 @@ def create_app(gateway: Gateway) -> FastAPI:
 
         @app.post("/demo/inbox/{receiver}")
         async def demo_receive(receiver: str, request: Request) -> dict[str, str]:
-            note = await request.json()
+            try:
+                note = await request.json()
+            except ValueError:
+                note = None
+            if not isinstance(note, dict):
+                raise HTTPException(422, "expected a JSON object")
             inbox.appendleft({"receiver": receiver, **note})
             log.warning("📣 %s received: %s", receiver, note.get("title"))
             return {"errcode": "0"}

@@ -28,7 +28,8 @@ def check_operation(op: Any, token: str) -> None:
 
 
 def test_no_input_makes_the_api_fail(tmp_path: Path) -> None:
-    s = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", api_tokens={"desk": OPERATOR})
+    s = gateway_settings(tmp_path, mqtt_port=1, telemetry_sink="sqlite", api_tokens={"desk": OPERATOR},
+                         demo_inbox=True)
     with running_gateway(s, mqtt=False) as gw:
         schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(gw))
         operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
