@@ -103,13 +103,15 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "field", "metric", "offset", "path", "plain", "range", "scale", "unit_map", "unit_path",
-                 "unless", "when")
+    __slots__ = ("convert", "field", "high", "low", "metric", "offset", "path", "plain", "range", "scale", "shared",
+                 "unit_map", "unit_path", "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
         self.metric = spec.metric
         self.range = METRICS[spec.metric]
+        self.low, self.high = self.range.low, self.range.high
+        self.shared = False  # another rule reads the same field (set by CompiledProfile)
         self.field = spec.path
         self.path = _path(spec.path)
         self.scale, self.offset = spec.scale, spec.offset
@@ -155,7 +157,7 @@ class _ReadingRule:
 
 class _EventRule:
     __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "field", "momentary",
-                 "open_ended", "path", "type", "unless", "values", "when")
+                 "open_ended", "path", "shared", "type", "unless", "values", "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
@@ -174,6 +176,7 @@ class _EventRule:
         # thresholds name every value they understand.
         self.open_ended = self.momentary or bool(self.active_text or self.clear_text)
         self.values = [*spec.active, *spec.clear]
+        self.shared = False  # another rule reads the same field (set by CompiledProfile)
 
     def verdict(self, doc: Any) -> str | None:
         """Called when ``state`` gave nothing: see ACCEPTED."""
@@ -236,6 +239,8 @@ class CompiledProfile:
         rules: list[_ReadingRule | _EventRule] = [*self.readings, *self.events]
         for rule in rules:
             self.rules_at.setdefault(rule.path, []).append(rule)
+        for rule in rules:
+            rule.shared = len(self.rules_at[rule.path]) > 1
         self.reads_bare = () in self.rules_at  # a "$" rule: bare strings/numbers are this profile's format
 
     # -- parsing -----------------------------------------------------------------------------------
@@ -329,7 +334,7 @@ class CompiledProfile:
         out = Decoded(self.name, device_id)
         if self.spec.ignore:
             return out
-        used: list[tuple[Segment, ...]] = []
+        used: list[tuple[Segment, ...]] = []  # shared fields a rule understood
         implausible: list[tuple[Segment, ...]] = []
         missed: list[_ReadingRule | _EventRule] = []
         for r in self.readings:
@@ -337,8 +342,9 @@ class CompiledProfile:
             if v is None:
                 missed.append(r)
                 continue
-            used.append(r.path)
-            if r.range.low <= v <= r.range.high:
+            if r.shared:
+                used.append(r.path)
+            if r.low <= v <= r.high:
                 out.readings.append(Reading(device_id, r.metric, v, ts, institution_id))
             else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
                 implausible.append(r.path)
@@ -351,7 +357,8 @@ class CompiledProfile:
             if hit is None:
                 missed.append(e)
                 continue
-            used.append(e.path)
+            if e.shared:
+                used.append(e.path)
             state, raw = hit
             detail: dict[str, Any] = {"profile": self.name, "value": raw}
             for key, p in e.detail.items():
@@ -372,11 +379,12 @@ class CompiledProfile:
         """A field is unusable when it holds a value (not null or "") that no rule reading it understood:
         several rules often share one field (a status code), so the verdict is the field's, not a rule's."""
         for rule in missed:
-            if rule.path in used:
-                continue
-            used.append(rule.path)
+            if rule.shared:  # judged once, and not at all when one of its rules understood it
+                if rule.path in used:
+                    continue
+                used.append(rule.path)
             raw = resolve(doc, rule.path)
-            if _quiet(raw):  # the common case: an optional field the device did not send
+            if raw is MISSING or raw is None or _quiet(raw):  # mostly an optional field the device did not send
                 continue
             verdicts = [r.verdict(doc) for r in self.rules_at[rule.path]]
             reasons = [v for v in verdicts if v]
