@@ -338,10 +338,18 @@ class CompiledProfile:
         implausible: list[tuple[Segment, ...]] = []
         missed: list[_ReadingRule | _EventRule] = []
         for r in self.readings:
-            v = r.value(doc)
-            if v is None:
-                missed.append(r)
-                continue
+            if r.plain:  # inlined: most readings are a plain number at a path, and most absent fields are
+                raw = resolve(doc, r.path)  # simply absent (nothing to judge)
+                v = to_number(raw)
+                if v is None:
+                    if raw is not MISSING and raw is not None:
+                        missed.append(r)
+                    continue
+            else:
+                v = r.value(doc)
+                if v is None:
+                    missed.append(r)
+                    continue
             if r.shared:
                 used.append(r.path)
             if r.low <= v <= r.high:
