@@ -1,7 +1,9 @@
 """Signed, expiring acknowledge links: ``/ack/<incident>.<contact>.<expiry>.<signature>``.
 
 HMAC-SHA256 over the first three parts with the gateway's secret; a link works until its expiry
-and only for the incident and contact it was made for.
+and only for the incident and contact it was made for. Rotation: the current secret signs new links;
+previous secrets (``ANXIN_ALERTING_SECRETS_PREVIOUS``) still verify the links already sent until they
+are removed from the list (after the link lifetime at most).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
 
 class BadLink(ValueError):
@@ -28,12 +31,15 @@ def make_token(secret: bytes, incident_id: int, contact_id: str, ttl_s: int = 24
     return f"{message}.{_sign(secret, message)}"
 
 
-def verify_token(secret: bytes, token: str, now: float | None = None) -> tuple[int, str]:
-    """(incident id, contact id) of a valid token; BadLink says why not."""
+def verify_token(secrets: Sequence[bytes], token: str, now: float | None = None) -> tuple[int, str]:
+    """(incident id, contact id) of a token signed with one of ``secrets`` (current first, then the
+    previous ones) and not expired; BadLink says why not."""
     try:
         incident, contact, expiry, signature = token.split(".")
         message = f"{incident}.{contact}.{expiry}"
-        if not hmac.compare_digest(signature, _sign(secret, message)):
+        # every secret is tried (no early exit) so the time taken does not tell which one matched
+        matches = [hmac.compare_digest(signature.encode(), _sign(s, message).encode()) for s in secrets if s]
+        if not any(matches):
             raise BadLink("signature does not match")
         if int(expiry) < (now or time.time()):
             raise BadLink("link expired")

@@ -65,7 +65,8 @@ class TransitionError(ValueError):
 @dataclass(frozen=True, slots=True)
 class AlertingOptions:
     instance_id: str = "anxin-1"
-    ack_secret: bytes = b"change-me"
+    ack_secret: bytes = b""  # the gateway refuses to start without a real one (anxin.config.check_secrets)
+    ack_ttl_s: int = 24 * 3600  # how long an acknowledge link works
     public_url: str = "http://127.0.0.1:8080"
     tick_s: float = 0.2
     delivery_attempts: int = 3
@@ -471,7 +472,8 @@ class AlertingEngine:
         return list(s.scalars(select(Contact).where(Contact.role.in_(roles), scope).order_by(Contact.id)))
 
     def ack_url(self, incident_id: int, contact_id: str) -> str:
-        return f"{self.options.public_url}/ack/{make_token(self.options.ack_secret, incident_id, contact_id)}"
+        token = make_token(self.options.ack_secret, incident_id, contact_id, ttl_s=self.options.ack_ttl_s)
+        return f"{self.options.public_url}/ack/{token}"
 
     # -- people act on incidents -------------------------------------------------------------------
     def transition(self, incident_id: int, to: str, actor: str, channel: str = "api", *,

@@ -27,6 +27,7 @@ EXIT_MALFORMED = 4
 EXIT_BAD_PROFILES = 5
 EXIT_DEAD_LETTERS = 6  # decode --file: some lines would be dead-lettered
 EXIT_USAGE = 2
+EXIT_BAD_SETTINGS = 2
 
 
 def _print_json(obj: object) -> None:
@@ -246,17 +247,63 @@ class _Server:
         self._server.run()
 
 
+def settings_problem() -> str | None:
+    """Why ``anxin gateway`` must not start with the environment's settings (one line), or None."""
+    from pydantic import ValidationError
+
+    from anxin.config import Settings, check_secrets
+
+    try:
+        return check_secrets(Settings())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return f"ANXIN_{where.upper()}: {first['msg']}" if where else first["msg"]
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
+    problem = settings_problem()
+    if problem is not None:
+        print(f"anxin gateway: {problem}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
     return _serve({}, embedded_broker=False, simulate=False, registry_file=None)
 
 
+def demo_secrets(data: Path) -> dict[str, str]:
+    """The demo's own random secrets, kept in its data directory so acknowledge links and tokens
+    survive a restart of the demo."""
+    import secrets
+
+    path = data / "secrets.json"
+    try:
+        kept = orjson.loads(path.read_bytes())
+        if isinstance(kept, dict) and {"alerting_secret", "api_token", "ingest_token"} <= kept.keys():
+            return {k: str(v) for k, v in kept.items()}
+    except (OSError, orjson.JSONDecodeError):
+        pass
+    made = {"alerting_secret": secrets.token_urlsafe(32), "api_token": secrets.token_urlsafe(18),
+            "ingest_token": secrets.token_urlsafe(18)}
+    data.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(orjson.dumps(made, option=orjson.OPT_INDENT_2))
+    return made
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    secrets = demo_secrets(args.data)
     overrides: dict[str, object] = {
         "mqtt_port": args.mqtt_port, "http_port": args.http_port, "mqtt_protocol": "3.1.1",
         "mqtt_shared_group": "", "telemetry_sink": "sqlite", "database_url": f"sqlite:///{args.data}/anxin.db",
         "sqlite_telemetry_path": args.data / "telemetry.db", "spool_dir": args.data / "spool",
-        "ingest_tokens": ["demo-token"], "demo_inbox": True, "public_url": f"http://127.0.0.1:{args.http_port}",
+        "ingest_tokens": [secrets["ingest_token"]], "demo_inbox": True,
+        "public_url": f"http://127.0.0.1:{args.http_port}", "alerting_secret": secrets["alerting_secret"],
+        "api_tokens": {"演示值班员 demo operator": secrets["api_token"]},
     }
+    base = f"http://127.0.0.1:{args.http_port}"
+    print(f"Demo tokens (kept in {args.data / 'secrets.json'}):\n"
+          f"  incidents API: curl -H 'Authorization: Bearer {secrets['api_token']}' {base}/api/incidents\n"
+          f"  HTTP ingest:   curl -H 'Authorization: Bearer {secrets['ingest_token']}' -d @payload.json "
+          f"{base}/ingest/<profile>")
     return _serve(overrides, embedded_broker=True, simulate=True, registry_file=args.registry)
 
 

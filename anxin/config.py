@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     mqtt_shared_group: str = ""
     mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
     mqtt_session_expiry_s: int = 7 * 24 * 3600
+    mqtt_max_payload_bytes: int = Field(default=256 * 1024, ge=1)  # larger: a dead letter, never decoded
     mqtt_workers: int = Field(default=1, ge=1, le=64)  # ingest processes on this host (shared group)
     worker_nice: int = Field(default=10, ge=0, le=19)  # ingest workers yield the CPU to the alarm path
     alarm_lane: bool = True  # life-safety devices on an MQTT session of their own (gateway/alarm_lane.py)
@@ -54,7 +55,10 @@ class Settings(BaseSettings):
     # Alerting.
     alerting_enabled: bool = True
     alerting_routes: Path = DEFAULT_ROUTES
-    alerting_secret: str = "change-me"  # signs acknowledge links: set a long random value
+    # Signs acknowledge links (>= 32 characters, random). Rotation: put the old one in the previous list.
+    alerting_secret: str = ""
+    alerting_secrets_previous: Annotated[list[str], NoDecode] = Field(default_factory=list)  # still verify
+    ack_link_ttl_s: int = Field(default=24 * 3600, ge=60)  # how long an acknowledge link works
     # Who holds an escalation claim or the rules' lease when several gateways share a database: unique
     # per instance. Empty: the MQTT client id, which must be unique per instance anyway.
     alerting_instance_id: str = ""
@@ -90,6 +94,7 @@ class Settings(BaseSettings):
     # HTTP (platform pushes, /metrics, /healthz).
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_max_body_bytes: int = Field(default=256 * 1024, ge=1)  # larger request bodies: 413
     ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Operators of /api/incidents: name:token pairs; the name is the actor in incident timelines.
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -101,7 +106,7 @@ class Settings(BaseSettings):
             self.alerting_instance_id = self.mqtt_client_id
         return self
 
-    @field_validator("ingest_tokens", "voice_severities", mode="before")
+    @field_validator("ingest_tokens", "voice_severities", "alerting_secrets_previous", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
         # Comma-separated in the environment: ANXIN_INGEST_TOKENS=token1,token2
@@ -117,3 +122,34 @@ class Settings(BaseSettings):
         if any(":" not in p for p in pairs):
             raise ValueError("ANXIN_API_TOKENS takes name:token pairs separated by commas")
         return dict(p.split(":", 1) for p in pairs)
+
+
+MIN_SECRET_CHARS = 32
+MIN_TOKEN_CHARS = 16
+_WEAK_SECRETS = frozenset({"", "change-me", "changeme", "secret", "demo"})
+
+
+def check_secrets(settings: Settings) -> str | None:
+    """Why the gateway must not start with these secrets, or None. Outside the demo there are no
+    usable defaults: a guessable acknowledge-link secret lets anyone forge the link that stops a
+    police escalation, and no API tokens leaves the incidents API unusable."""
+    secrets = [("ANXIN_ALERTING_SECRET", settings.alerting_secret)]
+    secrets += [("ANXIN_ALERTING_SECRETS_PREVIOUS", s) for s in settings.alerting_secrets_previous]
+    if settings.alerting_enabled:
+        for name, value in secrets:
+            if value.strip().lower() in _WEAK_SECRETS:
+                return (f"{name} is not set (or is a placeholder): set a random value of at least "
+                        f"{MIN_SECRET_CHARS} characters, e.g. `openssl rand -base64 33` / "
+                        f"{name} 未设置：请设置至少 {MIN_SECRET_CHARS} 个字符的随机值")
+            if len(value) < MIN_SECRET_CHARS:
+                return (f"{name} is too short ({len(value)} characters): at least {MIN_SECRET_CHARS} random "
+                        f"characters / {name} 太短：至少 {MIN_SECRET_CHARS} 个随机字符")
+    if not settings.api_tokens:
+        return ("ANXIN_API_TOKENS is not set: give the operators of /api/incidents name:token pairs, e.g. "
+                "ANXIN_API_TOKENS=值班室:$(openssl rand -hex 24) / 未设置 ANXIN_API_TOKENS")
+    short = [name for name, token in settings.api_tokens.items() if len(token) < MIN_TOKEN_CHARS]
+    if short:
+        return (f"ANXIN_API_TOKENS: the token of {', '.join(short)} is shorter than {MIN_TOKEN_CHARS} characters "
+                f"/ 令牌太短")
+    return None
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,30 +37,49 @@ class EventState(StrEnum):
     CLEAR = "clear"
 
 
-# One unit per metric, so a number in storage always means the same thing.
-METRIC_UNITS: dict[str, str] = {
-    "temperature": "°C",
-    "temperature_probe2": "°C",  # a two-probe logger's second probe (fridge + freezer, Milesight TS302)
-    "humidity": "%RH",
-    "pressure": "hPa",
-    "co2": "ppm",
-    "pm1": "µg/m³",
-    "pm25": "µg/m³",
-    "pm10": "µg/m³",
-    "tvoc": "mg/m³",
-    "tvoc_ppb": "ppb",
-    "hcho": "mg/m³",
-    "gas_density": "%LEL",
-    "nh3": "ppm",  # odour sensors (Milesight GS301)
-    "h2s": "ppm",
-    "illuminance": "lx",
-    "light_level": "level",
-    "battery": "%",
-    "voltage": "V",
-    "rssi": "dBm",
-    "snr": "dB",
-    "linkquality": "lqi",
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A metric's one unit (so a number in storage always means the same thing) and the physically
+    plausible range of its values: a reading outside it is a broken sensor, not a measurement."""
+
+    unit: str
+    low: float
+    high: float
+
+    def check(self, value: float) -> str | None:
+        """Why ``value`` cannot be a real measurement, or None when it can."""
+        if not math.isfinite(value):
+            return "not a finite number"
+        if not self.low <= value <= self.high:
+            return f"outside the plausible range {self.low:g}..{self.high:g} {self.unit}"
+        return None
+
+
+METRICS: dict[str, Metric] = {
+    "temperature": Metric("°C", -60, 150),
+    "temperature_probe2": Metric("°C", -60, 150),  # a two-probe logger's second probe (Milesight TS302)
+    "humidity": Metric("%RH", 0, 100),
+    "pressure": Metric("hPa", 300, 1100),
+    "co2": Metric("ppm", 250, 40000),  # below the outdoor level (~420 ppm) only a faulty sensor reads
+    "pm1": Metric("µg/m³", 0, 1000),
+    "pm25": Metric("µg/m³", 0, 1000),
+    "pm10": Metric("µg/m³", 0, 2000),
+    "tvoc": Metric("mg/m³", 0, 100),
+    "tvoc_ppb": Metric("ppb", 0, 60000),
+    "hcho": Metric("mg/m³", 0, 10),
+    # Xiaomi JTQJ detectors report a raw density (237 with a lighter under it), not a percentage.
+    "gas_density": Metric("%LEL", 0, 65535),
+    "nh3": Metric("ppm", 0, 1000),  # odour sensors (Milesight GS301)
+    "h2s": Metric("ppm", 0, 1000),
+    "illuminance": Metric("lx", 0, 200000),  # direct sunlight is about 120 000 lx
+    "light_level": Metric("level", 0, 100),
+    "battery": Metric("%", 0, 100),
+    "voltage": Metric("V", 0, 500),
+    "rssi": Metric("dBm", -200, 0),
+    "snr": Metric("dB", -50, 50),
+    "linkquality": Metric("lqi", 0, 255),
 }
+METRIC_UNITS: dict[str, str] = {name: m.unit for name, m in METRICS.items()}
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -122,7 +123,8 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ANXIN_DATABASE_URL": db, "ANXIN_MQTT_PORT": str(mosq.port),
                "ANXIN_INFLUX_URL": influx.url, "ANXIN_SPOOL_DIR": str(work / "spool"),
                "ANXIN_HTTP_PORT": str(http_port), "ANXIN_MQTT_WORKERS": str(args.workers),
-               "ANXIN_ALERTING_TICK_S": "0.05"}
+               "ANXIN_ALERTING_TICK_S": "0.05", "ANXIN_ALERTING_SECRET": secrets.token_urlsafe(32),
+               "ANXIN_API_TOKENS": f"bench:{secrets.token_urlsafe(18)}"}  # the gateway requires both
         log = (work / "gateway.log").open("wb")
         gateway = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=env, cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=log)

@@ -25,7 +25,7 @@ class DeadLetterStore:
     def put(
         self, kind: str, source: str, payload: bytes, reason: str, received_at: datetime, done: Callable[[], None]
     ) -> None:
-        """``kind`` is a short label for metrics (no_profile, malformed, internal_error)."""
+        """``kind`` is a short label for metrics (no_profile, malformed, unusable, too_large, internal_error)."""
         self._metrics.inc("anxin_dead_letters_total", kind=kind)
         log.info("dead letter from %s: %s", source, reason)
         if len(payload) > MAX_PAYLOAD:

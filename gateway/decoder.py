@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from anxin.model import METRIC_UNITS, Event, EventState, Reading
+from anxin.model import METRIC_UNITS, METRICS, Event, EventState, EventType, Reading
 from gateway.codecs import CodecError, get_codec
 from gateway.paths import MISSING, Segment, parse_path, resolve
 from gateway.profile_schema import Condition, DeviceProfile, EventSpec, ReadingSpec
@@ -35,6 +36,36 @@ class Decoded:
     device_id: str
     readings: list[Reading] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Why parts of the message were unusable; each problem is also a fault.sensor event in ``events``.
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """The message produced something besides the fault events its problems raised."""
+        return bool(self.readings) or len(self.events) > len(self.problems)
+
+
+# A rule's verdict on the value at its path when it produced nothing: not applicable (its condition does
+# not hold, or the field is absent, null or ""), ACCEPTED (e.g. an idle button), or why the value is unusable.
+ACCEPTED = ""
+
+
+def _quiet(raw: Any) -> bool:
+    """Absent, null or empty: devices send these for "nothing to report"."""
+    return raw is MISSING or raw is None or (isinstance(raw, str) and not raw.strip())
+
+
+def _shown(raw: Any) -> Any:
+    """A payload value small enough for an event's detail."""
+    if isinstance(raw, bool | int | float) or raw is None:
+        return raw if not isinstance(raw, float) or math.isfinite(raw) else repr(raw)
+    text = raw if isinstance(raw, str) else orjson.dumps(raw, default=repr).decode()
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _kind_of(doc: Any) -> str:
+    return {list: "a JSON array", str: "a bare string", bool: "a bare boolean", type(None): "null"}.get(
+        type(doc), "a bare number" if isinstance(doc, int | float) else type(doc).__name__)
 
 
 def _path(text: str) -> tuple[Segment, ...]:
@@ -72,12 +103,18 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "metric", "offset", "path", "plain", "scale", "sub_device", "sub_device_path",
-                 "unit_map", "unit_path", "unless", "when")
+    __slots__ = ("convert", "field", "high", "low", "metric", "offset", "path", "plain", "range", "scale", "shared",
+                 "sub_device", "sub_device_path", "unit_map", "unit_path", "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
         self.metric = spec.metric
+        self.range = METRICS[spec.metric]
+        self.low, self.high = self.range.low, self.range.high
+        self.shared = False  # another rule reads the same field (set by CompiledProfile)
+        self.field = spec.path
+        self.sub_device = spec.sub_device
+        self.sub_device_path = _path(spec.sub_device_path) if spec.sub_device_path else None
         self.path = _path(spec.path)
         self.scale, self.offset = spec.scale, spec.offset
         self.convert: Converter | None = converter(spec.unit or target, target)
@@ -87,11 +124,29 @@ class _ReadingRule:
         }
         self.when = _Cond(spec.when) if spec.when else None
         self.unless = _Cond(spec.unless) if spec.unless else None
-        self.sub_device = spec.sub_device
-        self.sub_device_path = _path(spec.sub_device_path) if spec.sub_device_path else None
         # Most readings are a plain number at a path: skip the general machinery for them.
         self.plain = (self.when is None and self.unless is None and self.unit_path is None
                       and self.convert is _identity and self.scale == 1.0 and self.offset == 0.0)
+
+    def device(self, doc: Any, device_id: str) -> str:
+        """The device the reading belongs to: the message's, or one probe of several on it."""
+        if self.sub_device_path is not None:
+            sub = resolve(doc, self.sub_device_path)
+            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
+                return f"{device_id}/{str(sub).strip()}"
+        return f"{device_id}/{self.sub_device}" if self.sub_device else device_id
+
+    def applies(self, doc: Any) -> bool:
+        return not ((self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)))
+
+    def verdict(self, doc: Any) -> str | None:
+        """Called when ``value`` gave nothing: see ACCEPTED."""
+        raw = resolve(doc, self.path)
+        if _quiet(raw) or not self.applies(doc):
+            return None
+        if isinstance(raw, float | str) and to_number(raw) is None and _is_float_text(raw):
+            return "not a finite number"
+        return f"metric {self.metric}: not a number"
 
     def value(self, doc: Any) -> float | None:
         if self.plain:
@@ -109,21 +164,14 @@ class _ReadingRule:
         num = num * self.scale + self.offset
         return convert(num) if convert else num
 
-    def device(self, doc: Any, device_id: str) -> str:
-        """The device the reading belongs to: the message's, or one probe of several on it."""
-        if self.sub_device_path is not None:
-            sub = resolve(doc, self.sub_device_path)
-            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
-                return f"{device_id}/{str(sub).strip()}"
-        return f"{device_id}/{self.sub_device}" if self.sub_device else device_id
-
 
 class _EventRule:
-    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "mask", "momentary",
-                 "path", "type", "unless", "when")
+    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "field", "mask",
+                 "momentary", "open_ended", "path", "shared", "type", "unless", "values", "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
+        self.field = spec.path
         self.path = _path(spec.path)
         self.active = {_hashable(normalize(v)) for v in spec.active}
         self.clear = {_hashable(normalize(v)) for v in spec.clear}
@@ -135,6 +183,26 @@ class _EventRule:
         self.when = _Cond(spec.when) if spec.when else None
         self.unless = _Cond(spec.unless) if spec.unless else None
         self.detail = {k: _path(p) for k, p in spec.detail.items()}
+        # Momentary and text rules take any other value as "nothing happened"; listed values and
+        # thresholds name every value they understand.
+        self.open_ended = self.momentary or bool(self.active_text or self.clear_text)
+        self.values = [*spec.active, *spec.clear]
+        self.shared = False  # another rule reads the same field (set by CompiledProfile)
+
+    def verdict(self, doc: Any) -> str | None:
+        """Called when ``state`` gave nothing: see ACCEPTED."""
+        raw = resolve(doc, self.path)
+        if _quiet(raw) or (not self.path and isinstance(raw, dict | list)):  # "$" reads bare values only
+            return None
+        if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
+            return None
+        if self.open_ended:
+            return ACCEPTED
+        if self.mask is not None or self.below is not None or self.above is not None:
+            return ACCEPTED if to_number(raw) is not None else f"{self.type}: not a number"
+        if _hashable(normalize(raw)) in self.clear:  # a momentary rule's clear value
+            return ACCEPTED
+        return f"{self.type}: not one of {self.values}"
 
     def state(self, doc: Any) -> tuple[EventState, Any] | None:
         if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
@@ -188,6 +256,13 @@ class CompiledProfile:
         metrics = [(r.metric, r.sub_device, r.sub_device_path) for r in self.readings]
         self.first_wins = len(set(metrics)) != len(metrics) or any(r.sub_device_path for r in self.readings)
         self.events = [_EventRule(e) for e in spec.events]
+        self.rules_at: dict[tuple[Segment, ...], list[_ReadingRule | _EventRule]] = {}
+        rules: list[_ReadingRule | _EventRule] = [*self.readings, *self.events]
+        for rule in rules:
+            self.rules_at.setdefault(rule.path, []).append(rule)
+        for rule in rules:
+            rule.shared = len(self.rules_at[rule.path]) > 1
+        self.reads_bare = () in self.rules_at  # a "$" rule: bare strings/numbers are this profile's format
 
     # -- parsing -----------------------------------------------------------------------------------
     # Two stages, so profiles sharing a topic share the first: ``envelope`` (the payload as JSON, text
@@ -284,32 +359,91 @@ class CompiledProfile:
         out = Decoded(self.name, device_id)
         if self.spec.ignore:
             return out
-        if self.first_wins:
-            seen: set[tuple[str, str]] = set()
-            for r in self.readings:
+        used: list[tuple[Segment, ...]] = []  # shared fields a rule understood
+        implausible: list[tuple[Segment, ...]] = []
+        missed: list[_ReadingRule | _EventRule] = []
+        seen: set[tuple[str, str]] = set()  # (device, metric) already read, when first_wins
+        for r in self.readings:
+            if r.plain:  # inlined: most readings are a plain number at a path, and most absent fields are
+                raw = resolve(doc, r.path)  # simply absent (nothing to judge)
+                v = to_number(raw)
+                if v is None:
+                    if raw is not MISSING and raw is not None:
+                        missed.append(r)
+                    continue
+            else:
                 v = r.value(doc)
-                if v is not None:
-                    dev = r.device(doc, device_id)
-                    if (dev, r.metric) not in seen:
-                        seen.add((dev, r.metric))
-                        out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
-        else:
-            for r in self.readings:
-                v = r.value(doc)
-                if v is not None:
-                    out.readings.append(Reading(r.device(doc, device_id) if r.sub_device else device_id,
-                                                r.metric, v, ts, institution_id))
+                if v is None:
+                    missed.append(r)
+                    continue
+            if r.shared:
+                used.append(r.path)
+            if r.low <= v <= r.high:
+                dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
+                if self.first_wins:
+                    if (dev, r.metric) in seen:
+                        continue
+                    seen.add((dev, r.metric))
+                out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
+            else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
+                implausible.append(r.path)
+                self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {r.range.check(v)}",
+                            {"metric": r.metric, "value": _shown(v), "unit": METRIC_UNITS[r.metric]})
         for e in self.events:
+            if implausible and e.path in implausible and (e.below is not None or e.above is not None):
+                continue  # no "battery low" from a battery reading of -1e308
             hit = e.state(doc)
-            if hit is not None:
-                state, raw = hit
-                detail: dict[str, Any] = {"profile": self.name, "value": raw}
-                for key, p in e.detail.items():
-                    dv = resolve(doc, p)
-                    if dv is not MISSING:
-                        detail[key] = dv
-                out.events.append(Event(device_id, e.type, state, ts, institution_id, detail))
+            if hit is None:
+                missed.append(e)
+                continue
+            if e.shared:
+                used.append(e.path)
+            state, raw = hit
+            detail: dict[str, Any] = {"profile": self.name, "value": raw}
+            for key, p in e.detail.items():
+                dv = resolve(doc, p)
+                if dv is not MISSING:
+                    detail[key] = dv
+            out.events.append(Event(device_id, e.type, state, ts, institution_id, detail))
+        if missed:
+            self._unusable_fields(out, doc, ts, institution_id, missed, used)
+        if not out.readings and not out.events and type(doc) is not dict and not (
+                self.reads_bare and isinstance(doc, str | int | float)):
+            self._fault(out, ts, institution_id, f"payload is {_kind_of(doc)}, not the JSON object "
+                        f"profile {self.name} reads", {"field": "$", "value": _shown(doc)})
         return out
+
+    def _unusable_fields(self, out: Decoded, doc: Any, ts: datetime, institution_id: str | None,
+                         missed: list[_ReadingRule | _EventRule], used: list[tuple[Segment, ...]]) -> None:
+        """A field is unusable when it holds a value (not null or "") that no rule reading it understood:
+        several rules often share one field (a status code), so the verdict is the field's, not a rule's."""
+        for rule in missed:
+            if rule.shared:  # judged once, and not at all when one of its rules understood it
+                if rule.path in used:
+                    continue
+                used.append(rule.path)
+            raw = resolve(doc, rule.path)
+            if raw is MISSING or raw is None or _quiet(raw):  # mostly an optional field the device did not send
+                continue
+            verdicts = [r.verdict(doc) for r in self.rules_at[rule.path]]
+            reasons = [v for v in verdicts if v]
+            if reasons and ACCEPTED not in verdicts:
+                self._fault(out, ts, institution_id, f"{rule.field} = {_shown(raw)!r}: {'; '.join(reasons)}",
+                            {"field": rule.field, "value": _shown(raw)})
+
+    def _fault(self, out: Decoded, ts: datetime, institution_id: str | None, problem: str,
+               detail: dict[str, Any]) -> None:
+        out.problems.append(problem)
+        out.events.append(Event(out.device_id, EventType.SENSOR_FAULT, EventState.ACTIVE, ts, institution_id,
+                                {"profile": self.name, **detail, "reason": problem}))
+
+
+def _is_float_text(raw: float | str) -> bool:
+    """NaN, infinities and overflowing numbers ("1e999"): numbers, but not finite ones."""
+    try:
+        return not math.isfinite(float(raw))
+    except ValueError:
+        return False
 
 
 def _text(payload: bytes) -> str:

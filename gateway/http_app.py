@@ -12,11 +12,11 @@ import threading
 from collections import deque
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from alerting.ack_links import BadLink, verify_token
-from alerting.engine import TransitionError
+from gateway.ack_page import ack_router
+from gateway.body_limit import BodyLimit
 from gateway.incidents_api import incidents_router
 from gateway.pipeline import Duplicate, Rejected
 from gateway.service import Gateway
@@ -30,6 +30,8 @@ def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Anxin gateway", version="0.1.0")
     app.include_router(ingest_router(gateway))
     app.include_router(incidents_router(gateway))
+    app.include_router(ack_router(gateway))
+    app.add_middleware(BodyLimit, max_bytes=gateway.settings.http_max_body_bytes)
 
     @app.get("/readyz")
     def readyz(response: Response) -> dict[str, object]:
@@ -65,28 +67,17 @@ def create_app(gateway: Gateway) -> FastAPI:
             response.status_code = 503
         return body
 
-    @app.get("/ack/{token}", response_class=HTMLResponse)
-    def acknowledge(token: str) -> str:
-        """The link in every notification: one click acknowledges and stops the escalation."""
-        if gateway.alerting is None:
-            raise HTTPException(404, "alerting is disabled")
-        try:
-            incident_id, contact_id = verify_token(gateway.settings.alerting_secret.encode(), token)
-        except BadLink as exc:
-            raise HTTPException(403, f"链接无效 / invalid link: {exc}") from None
-        try:
-            gateway.alerting.acknowledge(incident_id, actor=f"contact:{contact_id}", channel="link")
-            text = "已确认收到，升级通知已停止。 / Acknowledged: escalation stopped."
-        except TransitionError as exc:
-            text = f"该事件已由他人处理。 / Already handled: {exc}"
-        return f"<!doctype html><meta charset=utf-8><title>安心 Anxin</title><p>事件 {incident_id}: {text}</p>"
-
     if gateway.settings.demo_inbox:
         inbox: deque[dict[str, object]] = deque(maxlen=200)
 
         @app.post("/demo/inbox/{receiver}")
         async def demo_receive(receiver: str, request: Request) -> dict[str, str]:
-            note = await request.json()
+            try:
+                note = await request.json()
+            except ValueError:
+                note = None
+            if not isinstance(note, dict):
+                raise HTTPException(422, "expected a JSON object")
             inbox.appendleft({"receiver": receiver, **note})
             log.warning("📣 %s received: %s", receiver, note.get("title"))
             return {"errcode": "0"}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -20,11 +20,14 @@ from alerting.engine import TransitionError
 from alerting.models import Incident, TimelineEntry
 from gateway.service import Gateway
 
+# Ids fit the database's 64-bit integers; a larger one is a 422, never a database error (500).
+IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1, description="incident id")]
+
 
 class TransitionRequest(BaseModel):
     to: Literal["acknowledged", "dispatched", "resolved", "reviewed"]
-    closure_code: str | None = None
-    note: str = ""
+    closure_code: str | None = Field(default=None, max_length=20)
+    note: str = Field(default="", max_length=4000)
 
 
 def incidents_router(gateway: Gateway) -> APIRouter:
@@ -40,15 +43,16 @@ def incidents_router(gateway: Gateway) -> APIRouter:
         raise HTTPException(401, "missing or wrong API token (Authorization: Bearer <token>)")
 
     @router.get("")
-    def list_incidents(open_only: bool = True, limit: int = 100, _: str = Depends(operator)) -> list[dict[str, Any]]:
-        q = select(Incident).order_by(Incident.id.desc()).limit(min(max(limit, 1), 1000))
+    def list_incidents(open_only: bool = True, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       _: str = Depends(operator)) -> list[dict[str, Any]]:
+        q = select(Incident).order_by(Incident.id.desc()).limit(limit)
         if open_only:
             q = q.where(Incident.state.in_(("triggered", "acknowledged", "dispatched")))
         with gateway.sessions() as s:
             return [_incident(i) for i in s.scalars(q)]
 
     @router.get("/{incident_id}")
-    def get_incident(incident_id: int, _: str = Depends(operator)) -> dict[str, Any]:
+    def get_incident(incident_id: IncidentId, _: str = Depends(operator)) -> dict[str, Any]:
         with gateway.sessions() as s:
             incident = s.get(Incident, incident_id)
             if incident is None:
@@ -60,7 +64,8 @@ def incidents_router(gateway: Gateway) -> APIRouter:
                 for e in entries]}
 
     @router.post("/{incident_id}/transition")
-    async def transition(incident_id: int, body: TransitionRequest, actor: str = Depends(operator)) -> dict[str, Any]:
+    async def transition(incident_id: IncidentId, body: TransitionRequest,
+                         actor: str = Depends(operator)) -> dict[str, Any]:
         if gateway.alerting is None:
             raise HTTPException(404, "alerting is disabled")
         try:

@@ -3,6 +3,10 @@
 payload -> profile match -> decode -> institution from the registry -> events to the event store
 (alarm path) and readings to the telemetry batcher; undecodable payloads to the dead-letter store.
 ``ack`` runs once everything the message produced is durable.
+
+Nothing is dropped without a trace: a message ends as readings/events, or as a dead letter with the
+reason. A device that sends what its profile cannot use (wrong shape, unusable values, implausible
+readings) also gets a ``fault.sensor`` event: a detector that speaks garbage is a broken detector.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from anxin.metrics import Metrics
-from anxin.model import EventState
+from anxin.model import Event, EventState, EventType
 from gateway.dead_letters import DeadLetterStore
 from gateway.decoder import Decoded, DecodeError
 from gateway.event_store import EventStore
@@ -26,6 +30,8 @@ from gateway.telemetry_batcher import TelemetryBatcher
 log = logging.getLogger(__name__)
 
 Ack = Callable[[], None]
+
+TOO_LARGE_KEEP = 1024  # bytes of an oversized payload kept in its dead letter
 
 
 def _noop() -> None:
@@ -74,8 +80,10 @@ class Pipeline:
         metrics: Metrics,
         *,
         duplicate_window_s: float = 2.0,
+        max_payload_bytes: int = 256 * 1024,
     ) -> None:
         self.duplicate_window_s = duplicate_window_s
+        self.max_payload_bytes = max_payload_bytes
         # topic -> (payload, monotonic time, carried an active event); one entry per device topic
         self._last: dict[str, tuple[bytes, float, bool]] = {}
         self.profiles = profiles
@@ -97,11 +105,17 @@ class Pipeline:
     ) -> Decoded | Rejected | Duplicate:
         """Decode and route one message. Never raises for bad input: it is dead-lettered instead."""
         ack = ack or _noop
+        received_at = datetime.now(UTC)
+        origin = f"{source}:{topic}"
+        if len(payload) > self.max_payload_bytes:  # never decoded: no parser sees a payload this large
+            rejected = Rejected("too_large", f"payload too large: {len(payload)} bytes, limit "
+                                f"{self.max_payload_bytes} (ANXIN_MQTT_MAX_PAYLOAD_BYTES); first "
+                                f"{min(len(payload), TOO_LARGE_KEEP)} bytes kept")
+            self.dead_letters.put(rejected.kind, origin, payload[:TOO_LARGE_KEEP], rejected.reason, received_at, ack)
+            return rejected
         if self._is_repeat(topic, payload):
             ack()
             return Duplicate()
-        received_at = datetime.now(UTC)
-        origin = f"{source}:{topic}"
         try:
             m = self.profiles.match(topic, payload, profile=profile, assigned=self.registry.assigned)
             info = self.registry.lookup(m.device_id)
@@ -119,9 +133,38 @@ class Pipeline:
                 self._last[topic] = (payload, time.monotonic(), alarm)
             if info is None:
                 self.metrics.inc("anxin_unregistered_messages_total")
-            return self._route(decoded, origin, received_at, ack)
-        self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, ack)
+            if decoded.usable or not decoded.problems:
+                return self._route(decoded, origin, received_at, ack)
+            # Nothing usable: the payload is kept as a dead letter beside the device's fault events.
+            rejected = Rejected("unusable", f"profile {decoded.profile}: " + "; ".join(decoded.problems))
+            done = _AckAfter(2, ack)
+            self.events.persist(decoded.events, origin, received_at, done)
+            self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, done)
+            return rejected
+        fault = self._registered_device_fault(topic, payload, rejected, received_at) if rejected.kind in (
+            "no_profile", "malformed") else None
+        if fault is not None:
+            done = _AckAfter(2, ack)
+            self.events.persist([fault], origin, received_at, done)
+            self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, done)
+        else:
+            self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, ack)
         return rejected
+
+    def _registered_device_fault(self, topic: str, payload: bytes, rejected: Rejected,
+                                 received_at: datetime) -> Event | None:
+        """A fault.sensor event when an undecodable message comes from a registered device named by its
+        topic. An empty payload is not a device speaking (it deletes a retained message)."""
+        if not payload:
+            return None
+        for p, vars_ in self.profiles.candidates(topic):
+            var = p.spec.device_id.topic
+            device_id = vars_.get(var) if var is not None else None
+            info = self.registry.lookup(device_id) if device_id else None
+            if device_id and info is not None:
+                return Event(device_id, EventType.SENSOR_FAULT, EventState.ACTIVE, received_at, info.institution_id,
+                             {"profile": info.profile or "", "reason": rejected.reason[:500]})
+        return None
 
     def _is_repeat(self, topic: str, payload: bytes) -> bool:
         """Some devices send the same report several times a second (Aqara sensors via zigbee2mqtt).

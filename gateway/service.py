@@ -79,6 +79,7 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
             sms_endpoint=settings.sms_endpoint, voice_endpoint=settings.voice_endpoint)
         channels += [sms, voice] if settings.voice_template else [sms]
     options = AlertingOptions(instance_id=settings.alerting_instance_id, ack_secret=settings.alerting_secret.encode(),
+                              ack_ttl_s=settings.ack_link_ttl_s,
                               public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
                               delivery_attempts=settings.alerting_delivery_attempts,
                               retry_backoff_s=settings.alerting_retry_backoff_s,
@@ -108,7 +109,8 @@ class Gateway:
             self.sink, self.metrics, batch_size=settings.batch_size, flush_interval_s=settings.flush_interval_s
         )
         self.pipeline = Pipeline(self.profiles, self.registry, self.events, self.telemetry, self.dead_letters,
-                                 self.metrics, duplicate_window_s=settings.duplicate_window_s)
+                                 self.metrics, duplicate_window_s=settings.duplicate_window_s,
+                                 max_payload_bytes=settings.mqtt_max_payload_bytes)
         self.lane_topics = LaneTopics(self.sessions)
         self.lane_topics.refresh()
         self.mqtt = self._mqtt_source(settings.mqtt_client_id, self.profiles.subscriptions(),

@@ -16,6 +16,8 @@ from anxin.config import Settings
 from gateway.registry import import_registry
 from gateway.service import Gateway
 
+TEST_SECRET = "test-ack-link-secret-0123456789abcdef"  # >= 32 characters, as the gateway requires
+
 
 def gateway_settings(tmp_path: Path, *, mqtt_port: int, influx_url: str = "http://127.0.0.1:9",
                      database_url: str | None = None, **overrides: Any) -> Settings:
@@ -30,6 +32,7 @@ def gateway_settings(tmp_path: Path, *, mqtt_port: int, influx_url: str = "http:
         "batch_size": 500,
         "flush_interval_s": 0.1,
         "ingest_tokens": ["test-token"],
+        "alerting_secret": TEST_SECRET,
         **overrides,
     }
     return Settings(**values)

@@ -14,7 +14,7 @@ from anxin.config import Settings
 from gateway.http_app import create_app
 from gateway.mqtt_source import partition_of
 from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers, worker_snapshots
-from tests.harness import REGISTRY, Publisher, gateway_settings, running_gateway, wait_for
+from tests.harness import REGISTRY, TEST_SECRET, Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 
 
@@ -110,7 +110,8 @@ def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosq
     env = {**os.environ, "PYTHONPATH": str(root), "ANXIN_DATABASE_URL": f"sqlite:///{tmp_path}/anxin.db",
            "ANXIN_MQTT_PORT": str(mosquitto.port), "ANXIN_MQTT_WORKERS": "2", "ANXIN_HTTP_PORT": str(port),
            "ANXIN_TELEMETRY_SINK": "sqlite", "ANXIN_SQLITE_TELEMETRY_PATH": str(tmp_path / "telemetry.db"),
-           "ANXIN_SPOOL_DIR": str(tmp_path / "spool")}
+           "ANXIN_SPOOL_DIR": str(tmp_path / "spool"), "ANXIN_ALERTING_SECRET": TEST_SECRET,
+           "ANXIN_API_TOKENS": "desk:desk-token-0123456789"}
     proc = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=env, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
