@@ -5,10 +5,12 @@ only (``$7$``, mosquitto 2.0's PBKDF2-SHA512), never a plaintext password, and t
 the broker's files are made from this one file, so there is one place to add a device and its account.
 
 - A device that connects itself (Tasmota, Shelly, a generic JSON device) has ``mqtt: {password_hash: ...}``
-  (username: the device id unless ``mqtt.username`` says otherwise). It may WRITE only its own topics: its
-  profile's topic template with its id filled in (other variables stay ``+``), plus its LWT/availability topic.
+  (username: the device id unless ``mqtt.username`` says otherwise). It may WRITE only its own topics: every
+  topic a profile reads for its id (its profile's, every network server's for a LoRaWAN profile, and its
+  companion profiles': availability, LWT, Shelly Gen1's other sensors) plus its last will.
 - A device behind a gateway bridge (zigbee2mqtt, a LoRaWAN network server) has ``via: <bridge id>``. The
-  bridge (``mqtt.bridges``) may WRITE only the topics of its own devices, all under its ``base_topic``, plus
+  bridge (``mqtt.bridges``) may WRITE only the topics of its own devices under its ``base_topic`` (the network
+  servers whose topics lie there; zigbee2mqtt's ``{base}`` is the base topic), plus
   its own status topics (zigbee2mqtt: ``<base>/bridge/#``). A bridge of institution A therefore cannot
   publish to a device topic of institution B even when both use the base topic ``zigbee2mqtt``.
 - Gateway accounts (``mqtt.gateways``) may READ every topic the profiles subscribe to.
@@ -45,10 +47,10 @@ PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SALT_BYTES = 12  # as mosquitto_passwd; the dynamic security plugin accepts exactly 12
 HASH_BYTES = 64  # SHA-512 output size, as mosquitto_passwd
 
-# LWT / availability topics a device or its bridge publishes beside the profile's data topic, by template.
-AVAILABILITY_TOPICS: dict[str, tuple[str, ...]] = {
-    "{base}/{device}": ("{base}/{device}/availability",),
-    "tele/{device}/SENSOR": ("tele/{device}/LWT",),
+# Last wills no profile reads: a device's CONNECT is refused when it may not write its will topic. (Wills that
+# profiles read, Tasmota tele/<id>/LWT, Shelly Gen1 shellies/<id>/online, zigbee2mqtt <base>/<id>/availability,
+# come with the device's companion topics, see device_topics.)
+LAST_WILL_TOPICS: dict[str, tuple[str, ...]] = {
     "{device}/events/rpc": ("{device}/online",),  # Shelly gen2: <prefix>/online is its last will
 }
 # Topics a bridge publishes about itself, under its base topic.
@@ -143,12 +145,16 @@ def verify_password(password: str, password_hash: str) -> bool:
 
 # -- registry -> accounts --------------------------------------------------------------------------------
 def broker_access(registry: Mapping[str, Any], profiles: Iterable[CompiledProfile]) -> BrokerAccess:
-    by_name = {p.name: p for p in profiles}
+    mqtt_profiles = [p for p in profiles if p.topic is not None]
+    # A network profile (LoRaWAN) is compiled once per network server, all under one name.
+    variants: dict[str, list[CompiledProfile]] = {}
+    for p in mqtt_profiles:
+        variants.setdefault(p.name, []).append(p)
     mqtt = registry.get("mqtt") or {}
     accounts: list[Account] = []
     warnings: list[str] = []
 
-    subscriptions = sorted({p.topic.subscription for p in by_name.values() if p.topic is not None})
+    subscriptions = sorted({p.topic.subscription for p in mqtt_profiles if p.topic is not None})
     for g in mqtt.get("gateways") or []:
         accounts.append(Account(_username(g.get("username"), "mqtt.gateways"), _hash(g, "gateway"),
                                 Role.GATEWAY, read=tuple(subscriptions), note="reads what the profiles subscribe to"))
@@ -164,35 +170,55 @@ def broker_access(registry: Mapping[str, Any], profiles: Iterable[CompiledProfil
         own = [t.format(base=base) for t in BRIDGE_OWN_TOPICS.get(str(b.get("kind", "")), ())]
         bridges[bid] = {"entry": b, "base": base, "write": own, "devices": []}
 
-    for d in registry.get("devices") or []:
+    devices = registry.get("devices") or []
+    device_ids = {str(d["id"]) for d in devices}
+    for d in devices:
         device_id = str(d["id"])
-        profile = by_name.get(str(d.get("profile") or ""))
+        named = variants.get(str(d.get("profile") or ""), [])
         creds = d.get("mqtt")
         via = d.get("via")
-        if profile is None or profile.topic is None:
+        if not named:
             if creds or via:
                 raise BrokerConfigError(f"device {device_id}: profile {d.get('profile')!r} has no MQTT topic")
             continue
         if creds and via:
             raise BrokerConfigError(f"device {device_id}: either its own mqtt account or via a bridge, not both")
-        topic_vars = dict(d.get("topic_vars") or {})
+        if "/" in device_id and device_id.split("/", 1)[0] in device_ids:
+            # A device behind a device (a Zigbee sensor behind a Tasmota, a DS18B20 probe): its messages
+            # arrive on its parent's topic, written with the parent's account.
+            if creds or via:
+                raise BrokerConfigError(f"device {device_id}: a sub-device publishes through its parent "
+                                        f"{device_id.split('/', 1)[0]}; give the parent the account or bridge")
+            continue
+        topic_vars = {str(k): str(v) for k, v in (d.get("topic_vars") or {}).items()}
+        known = {v for p in named if p.topic is not None for v in p.topic.variables}
+        unknown = set(topic_vars) - known
+        if unknown:
+            raise BrokerConfigError(f"device {device_id}: topic_vars {sorted(unknown)} are in no topic of "
+                                    f"profile {named[0].name}")
         bridge = bridges.get(str(via)) if via else None
         if via and bridge is None:
             raise BrokerConfigError(f"device {device_id}: via {via!r}, which is not in mqtt.bridges")
-        if bridge is not None and "base" in profile.topic.variables:  # zigbee2mqtt's {base}/{device}
+        if bridge is not None:  # zigbee2mqtt's {base}/{device}: the bridge's base topic
             topic_vars.setdefault("base", bridge["base"])
-        topics = device_topics(profile, device_id, topic_vars)
+        per_variant = [device_topics(p, device_id, topic_vars, mqtt_profiles) for p in named]
         if bridge is not None:
-            outside = [t for t in topics if not (t == bridge["base"] or t.startswith(bridge["base"] + "/"))]
-            if outside:
-                raise BrokerConfigError(f"device {device_id}: topic {outside[0]} is not under bridge {via}'s "
-                                        f"base topic {bridge['base']}")
-            bridge["write"].extend(topics)
+            # Only the network servers (variants) whose topics lie under the bridge's base topic.
+            base = bridge["base"]
+            inside = [ts for ts in per_variant if all(t == base or t.startswith(base + "/") for t in ts)]
+            if not inside:
+                outside = next(t for t in per_variant[0] if not (t == base or t.startswith(base + "/")))
+                raise BrokerConfigError(f"device {device_id}: topic {outside} is not under bridge {via}'s "
+                                        f"base topic {base}")
+            bridge["write"].extend(t for ts in inside for t in ts)
             bridge["devices"].append(device_id)
         elif creds:
+            # A device that connects itself: every variant's topics (which server envelope it speaks is
+            # not in the registry; each of them names only this device).
+            topics = tuple(dict.fromkeys(t for ts in per_variant for t in ts))
             username = _username(creds.get("username", device_id), f"device {device_id}")
             accounts.append(Account(username, _hash(creds, f"device {device_id}"), Role.DEVICE, write=topics,
-                                    note=f"{device_id} ({d.get('institution', '')}, {profile.name})"))
+                                    note=f"{device_id} ({d.get('institution', '')}, {named[0].name})"))
         else:
             warnings.append(f"device {device_id}: no MQTT account and no bridge: the broker refuses its messages "
                             f"/ 设备 {device_id} 没有 MQTT 账号也不经网关桥，其消息将被拒绝")
@@ -212,26 +238,46 @@ def broker_access(registry: Mapping[str, Any], profiles: Iterable[CompiledProfil
     return BrokerAccess(accounts, warnings)
 
 
-def device_topics(profile: CompiledProfile, device_id: str, topic_vars: Mapping[str, Any]) -> tuple[str, ...]:
-    """The topics a device publishes: its profile's template with its id (and ``topic_vars``) filled in,
-    the other variables left as ``+``/``#``, plus its LWT/availability topic."""
+def _id_prefix(profile: CompiledProfile) -> str | None:
+    """The topic template up to the level naming the device (``shellies/{device}``, ``{base}/{device}``,
+    ``application/{application_id}/device/{dev_eui}``); None when no level names it."""
     assert profile.topic is not None
-    id_var = profile.spec.device_id.topic or ("device" if "device" in profile.topic.variables else None)
-    values = {k: str(v) for k, v in topic_vars.items()}
-    if id_var is not None:
-        values.setdefault(id_var, device_id)
-    unknown = set(values) - set(profile.topic.variables)
-    if unknown:
-        raise BrokerConfigError(f"device {device_id}: topic_vars {sorted(unknown)} are not in {profile.topic.template}")
+    var = profile.spec.device_id.topic or ("device" if "device" in profile.topic.variables else None)
+    if var is None:
+        return None
+    levels = profile.topic.template.split("/")
+    for i, level in enumerate(levels):
+        if level == f"{{{var}}}":
+            return "/".join(levels[: i + 1])
+    return None
+
+
+def device_topics(profile: CompiledProfile, device_id: str, topic_vars: Mapping[str, str],
+                  all_profiles: Iterable[CompiledProfile] = ()) -> tuple[str, ...]:
+    """The topics a device publishes: its profile's template with its id (and ``topic_vars``) filled in,
+    the other variables left as ``+``/``#``; the topics of its companion profiles, those that name a
+    device at the same place (``shellies/{device}/sensor/battery`` and ``.../online`` beside
+    ``shellies/{device}/sensor/smoke``, ``tele/{device}/LWT`` beside ``tele/{device}/SENSOR``,
+    ``{base}/{device}/availability`` beside ``{base}/{device}``); and its last will (LAST_WILL_TOPICS)."""
+    assert profile.topic is not None
+    prefix = _id_prefix(profile)
+    templates = [profile.topic]
+    if prefix is not None:
+        templates += [p.topic for p in all_profiles if p.topic is not None and p.topic not in templates
+                      and _id_prefix(p) == prefix]
+    templates += [compile_template(t) for t in LAST_WILL_TOPICS.get(profile.topic.template, ())]
+    id_var = prefix.rsplit("/", 1)[-1][1:-1] if prefix is not None else None
     out: list[str] = []
-    for template in (profile.topic.template, *AVAILABILITY_TOPICS.get(profile.topic.template, ())):
-        tpl = profile.topic if template == profile.topic.template else compile_template(template)
+    for tpl in templates:
+        values = {k: v for k, v in topic_vars.items() if k in tpl.variables}
+        if id_var is not None:
+            values.setdefault(id_var, device_id)
         topic = tpl.filter_for(values)
         if topic is None or topic != topic.strip() or "\n" in topic:
-            raise BrokerConfigError(f"device {device_id}: its id cannot stand in topic {template} "
+            raise BrokerConfigError(f"device {device_id}: its id cannot stand in topic {tpl.template} "
                                     "(empty, or holds '/', '+', '#', a line break or edge spaces)")
         out.append(topic)
-    return tuple(out)
+    return tuple(dict.fromkeys(out))
 
 
 def _username(value: Any, where: str) -> str:

@@ -24,14 +24,15 @@ from sqlalchemy import select
 from anxin.cli import main
 from anxin.db import EventRecord
 from gateway.broker_access import BrokerConfigError, broker_access, hash_password, verify_password
-from gateway.profiles import load_profiles
+from gateway.profiles import ProfileSet, load_profiles
 from tests.harness import gateway_settings, running_gateway, wait_for
 from tests.servers import free_port, stop_process, wait_port
 from tests.servers.mosquitto import MOSQUITTO, MosquittoServer
 
 PASSWORDS = {"anxin-gateway": "gw-Secret-1", "z2m-a": "bridge-A-pw", "z2m-b": "bridge-B-pw",
              "tasmota-a": "tasmota-A-pw", "tasmota-new": "new-device-pw"}
-GATEWAY_SUBSCRIPTIONS = ["zigbee2mqtt/+", "zigbee2mqtt/+/availability", "tele/+/SENSOR"]
+# What the gateway subscribes for these devices (zigbee2mqtt profiles take any base topic).
+GATEWAY_SUBSCRIPTIONS = ["+/+", "+/+/availability", "tele/+/SENSOR"]
 
 
 def _registry() -> dict[str, Any]:
@@ -211,6 +212,53 @@ def test_a_device_account_reads_nothing(locked: MosquittoServer) -> None:
             c.close()
 
 
+def _drop_with_will(port: int, username: str, password: str, will_topic: str, payload: bytes) -> str:
+    """Connect with a last will, then lose the connection without DISCONNECT: the broker sends the will
+    if the account may write its topic. Returns the client id."""
+    client_id = f"will-{uuid.uuid4().hex[:8]}"
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.username_pw_set(username, password)
+    c.will_set(will_topic, payload, qos=1)
+    answers: queue.Queue[ReasonCode] = queue.Queue()
+    c.on_connect = lambda _c, _u, _f, rc, _p: answers.put(rc)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        assert not answers.get(timeout=10).is_failure
+    finally:
+        c.loop_stop()
+        sock = c.socket()
+        assert sock is not None
+        sock.close()
+    return client_id
+
+
+def test_a_device_last_will_reaches_the_gateway_and_a_forged_one_does_not(tmp_path: Path) -> None:
+    """Offline detection rests on last wills: each device's own will topic is in its account (Shelly Gen2's
+    <id>/online included), and a will on another device's topic is dropped (mosquitto accepts the CONNECT
+    and checks the will when it would send it)."""
+    registry = _registry()
+    registry["devices"].append({"id": "shellyplussmoke-1", "institution": "inst-a", "profile": "shelly-gen2-smoke",
+                                "mqtt": {"password_hash": hash_password("shelly-pw")}})
+    auth = _broker_config(registry, tmp_path)
+    with MosquittoServer(tmp_path / "mq", password_file=auth / "passwd", acl_file=auth / "acl") as broker:
+        gw = Client(broker.port, "anxin-gateway", PASSWORDS["anxin-gateway"])
+        try:
+            assert all(not rc.is_failure for rc in gw.subscribe("tele/+/LWT", "+/online"))
+            forger = _drop_with_will(broker.port, "tasmota-a", PASSWORDS["tasmota-a"], "tele/tasmota-b/LWT",
+                                     b"forged Offline")
+            # the broker has handled (and dropped) the forged will before the real ones are sent
+            wait_for(lambda: f"Client {forger} closed its connection." in broker.log.read_text(),
+                     what="the forger's connection lost")
+            _drop_with_will(broker.port, "tasmota-a", PASSWORDS["tasmota-a"], "tele/tasmota-a/LWT", b"Offline")
+            _drop_with_will(broker.port, "shellyplussmoke-1", "shelly-pw", "shellyplussmoke-1/online", b"false")
+            gw.wait_for_payload(b"Offline")
+            gw.wait_for_payload(b"false")
+            assert sorted(t for t, _ in gw.drain()) == ["shellyplussmoke-1/online", "tele/tasmota-a/LWT"]
+        finally:
+            gw.close()
+
+
 # -- shared subscription groups ---------------------------------------------------------------------------
 PRESSES = 10
 
@@ -371,7 +419,7 @@ def _gateway_records_only_own_presses(broker: MosquittoServer, tmp_path: Path) -
                                 mqtt_shared_group=f"anxin-{uuid.uuid4().hex[:12]}")
     registry = {k: v for k, v in _registry().items() if k != "mqtt"}
     with running_gateway(settings, registry=registry) as gw:
-        assert gw.alarm_lane is not None and gw.alarm_lane.held() == {"zigbee2mqtt/sos-a", "zigbee2mqtt/sos-b"}
+        assert gw.alarm_lane is not None and gw.alarm_lane.held() == {"+/sos-a", "+/sos-b"}
         bridge_a = Client(broker.port, "z2m-a", PASSWORDS["z2m-a"])
         try:
             bridge_a.publish("zigbee2mqtt/sos-b", _press("forged"))
@@ -395,17 +443,33 @@ def test_topics_per_kind_of_account() -> None:
         {"id": "shellyplussmoke-1", "institution": "inst-b", "profile": "shelly-gen2-smoke",
          "mqtt": {"username": "shelly-b", "password_hash": hash_password("x")}},
         {"id": "no-account", "institution": "inst-b", "profile": "tasmota-sensor"},
+        {"id": "shellysmoke-ab12", "institution": "inst-b", "profile": "shelly-gen1-smoke",
+         "mqtt": {"password_hash": hash_password("z")}},
+        {"id": "tasmota-a/DS18B20-1", "institution": "inst-a", "profile": "tasmota-sensor"},  # via its parent
+        {"id": "24e124136b316531", "institution": "inst-b", "profile": "milesight-em300-th", "via": "tts"},
     ]
-    registry["mqtt"]["bridges"].append({"id": "chirpstack", "base_topic": "application",
-                                        "password_hash": hash_password("y")})
+    registry["mqtt"]["bridges"] += [
+        {"id": "chirpstack", "base_topic": "application", "password_hash": hash_password("y")},
+        {"id": "tts", "base_topic": "v3", "password_hash": hash_password("w")}]
     access = broker_access(registry, _profiles())
     by_name = {a.username: a for a in access.accounts}
+    # Each account writes every topic a profile reads for its device, and its last will (a CONNECT whose will
+    # it may not write is refused), and nothing naming another device.
     assert by_name["tasmota-a"].write == ("tele/tasmota-a/SENSOR", "tele/tasmota-a/LWT")
     assert by_name["shelly-b"].write == ("shellyplussmoke-1/events/rpc", "shellyplussmoke-1/online")
-    assert by_name["chirpstack"].write == ("application/+/device/24e124136b316530/event/up",)
+    assert set(by_name["shellysmoke-ab12"].write) == {
+        "shellies/shellysmoke-ab12/online", "shellies/shellysmoke-ab12/announce",
+        *(f"shellies/shellysmoke-ab12/sensor/{x}"
+          for x in ("smoke", "temperature", "battery", "error", "flood", "humidity", "lux", "state"))}
+    # A LoRaWAN profile is bound to every network server: a bridge gets the servers under its base topic.
+    assert by_name["chirpstack"].write == ("application/+/device/24e124136b316530/event/up",
+                                           "application/+/device/24e124136b316530/rx")
+    assert by_name["tts"].write == ("v3/+/devices/24e124136b316531/up",)
     assert by_name["z2m-a"].write == ("zigbee2mqtt/bridge/#", "zigbee2mqtt/sos-a", "zigbee2mqtt/sos-a/availability")
     assert all(not a.read for a in access.accounts if a.username != "anxin-gateway")
-    assert "zigbee2mqtt/+" in by_name["anxin-gateway"].read and not by_name["anxin-gateway"].write
+    assert set(GATEWAY_SUBSCRIPTIONS) <= set(by_name["anxin-gateway"].read) and not by_name["anxin-gateway"].write
+    assert set(by_name["anxin-gateway"].read) == set(ProfileSet(_profiles()).subscriptions())
+    assert not any("DS18B20" in w for w in access.warnings)
     assert any("no-account" in w for w in access.warnings)
     assert "password" not in access.password_file().replace("password_hash", "")
     assert access.password_file().count("$7$") == len(access.accounts)
@@ -416,7 +480,12 @@ def test_topics_per_kind_of_account() -> None:
     (lambda r: r["mqtt"]["gateways"][0].update(password_hash="secret"), "$7$ hash"),
     (lambda r: r["mqtt"]["gateways"][0].update(password_hash=hash_password("x", salt=b"short")), "12-byte salt"),
     (lambda r: r["devices"][0].update(via="nowhere"), "not in mqtt.bridges"),
-    (lambda r: r["mqtt"]["bridges"][0].update(base_topic="z2m-a"), "not under bridge z2m-a's base topic"),
+    (lambda r: r["devices"][2].update(mqtt=None, via="z2m-a"), "not under bridge z2m-a's base topic"),
+    (lambda r: r["devices"].append({"id": "24e124136b316530", "profile": "milesight-em300-th", "via": "z2m-a"}),
+     "not under bridge z2m-a's base topic"),  # no network server publishes under zigbee2mqtt/
+    (lambda r: r["devices"].append({"id": "tasmota-a/DS18B20-1", "profile": "tasmota-sensor", "via": "z2m-a"}),
+     "sub-device publishes through its parent"),
+    (lambda r: r["devices"][2].update(topic_vars={"nope": "x"}), "are in no topic of profile tasmota-sensor"),
     (lambda r: r["devices"][2].update(id="tele/evil"), "cannot stand in topic"),
     (lambda r: r["devices"][2]["mqtt"].update(username="z2m-b"), "used twice"),
     (lambda r: r["devices"][2]["mqtt"].update(username="a:b"), "bad MQTT username"),
