@@ -33,8 +33,8 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, object]:
-        """503 when something that carries messages is down: the ingest session (or a worker process)
-        or the alarm lane's session."""
+        """503 when something that carries messages is down: the ingest session (or a worker process),
+        the alarm lane's session, or a contact's channel (alerting)."""
         workers = gateway.workers
         lane = gateway.alarm_lane
         body: dict[str, object] = {
@@ -50,6 +50,9 @@ def create_app(gateway: Gateway) -> FastAPI:
             body["workers"] = {"expected": len(workers.procs), "alive": workers.alive(), "restarts": workers.restarts}
             ok = workers.alive() == len(workers.procs)
         ok = ok and (lane is None or lane.source.connected.is_set())
+        if gateway.alerting is not None:  # failing contacts, alarms nobody could be routed to
+            body["alerting"] = alerting = gateway.alerting.health.report()
+            ok = ok and alerting["status"] == "ok"
         body["status"] = "ok" if ok else "degraded"
         if not ok:
             response.status_code = 503
