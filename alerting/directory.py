@@ -19,7 +19,8 @@ from alerting.models import Contact, Incident
 from anxin.db import Device, Institution
 
 DUTY = "duty"  # the role of the fallback contact
-NOTICE_ROLES = ["contractor", DUTY]  # who hears that a contact's channel is failing
+NOTICE_ROLES = ["contractor", DUTY]  # who hears that a responder's channel is failing
+RESPONDER_ROLES = frozenset({"police", "fire", "contractor"})  # whose failing channel is worth a notice
 
 
 class FallbackReason(StrEnum):

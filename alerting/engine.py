@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.ack_links import make_token
 from alerting.channels import Channel, ChannelError
-from alerting.directory import DUTY, NOTICE_ROLES, Recipients, addresses, recipients, unroutable_reason
+from alerting.directory import DUTY, NOTICE_ROLES, RESPONDER_ROLES, Recipients, addresses, recipients, unroutable_reason
 from alerting.health import DeliveryHealth
 from alerting.messages import Notification, build, build_notice, delivery_key
 from alerting.models import (
@@ -588,14 +588,20 @@ class AlertingEngine:
         outstanding = any(o is DeliveryStatus.FAILED for o in outcomes.values())
         rounds = plan.rounds + 1
         give_up = outstanding and not plan.life_safety and rounds >= self.options.routine_max_rounds
+        mine = update(EscalationStep).where(EscalationStep.id == step_id, EscalationStep.status == StepStatus.SENDING,
+                                            EscalationStep.claimed_by == self.options.instance_id)
         with self._sessions.begin() as s:
             if outstanding and not give_up:
-                s.execute(update(EscalationStep).where(EscalationStep.id == step_id).values(
+                res = s.execute(mine.values(
                     status=StepStatus.RETRYING, rounds=rounds, claimed_by="", claimed_at=None,
                     due_at=now + timedelta(seconds=self._retry_delay(plan.life_safety, plan.rounds))))
             else:
-                s.execute(update(EscalationStep).where(EscalationStep.id == step_id)
-                          .values(status=StepStatus.SENT, sent_at=now, rounds=rounds))
+                res = s.execute(mine.values(status=StepStatus.SENT, sent_at=now, rounds=rounds))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                # Our claim lapsed (e.g. the database was unreachable) and another sender took the step
+                # over: it records the round; what this one delivered is in the deliveries table.
+                log.warning("escalation step %s was taken over while this instance sent it", step_id)
+                return
             if plan.first and plan.limited:
                 s.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.RATE_LIMITED, detail={
                     "step": plan.step_no, "contacts": plan.limited, "per_hour": self.options.contact_rate_per_hour}))
@@ -628,7 +634,8 @@ class AlertingEngine:
                               .values(due_at=now))
                 self._schedule_repeat(s, plan.incident_id, plan.step_no, plan.roles, now)
         if plan.life_safety and plan.notice_for is None:
-            for contact_id in sorted(unreached):
+            roles = {t.contact_id: t.role for t in outcomes}
+            for contact_id in sorted(c for c in unreached if roles[c] in RESPONDER_ROLES):
                 self._open_notice(plan.incident_id, plan.step_no, contact_id, now)
 
     def _retry_delay(self, life_safety: bool, rounds_done: int) -> float:

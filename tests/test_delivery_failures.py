@@ -6,7 +6,13 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -335,3 +341,88 @@ def test_webhook_carries_the_delivery_key(webhooks: WebhookReceiver) -> None:
         channel.close()
     [r] = webhooks.received
     assert r.headers["X-Anxin-Delivery-Key"] == "3/0/police" and r.json()["delivery_key"] == "3/0/police"
+
+
+DYING_GATEWAY = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from tests.harness import running_gateway
+    from tests.test_alerting import settings_for
+
+    tmp, port = Path(sys.argv[1]), int(sys.argv[2])
+    settings = settings_for(tmp, port, second_step_s=60, alerting_instance_id="gw-dead")
+    with running_gateway(settings, registry=json.loads(sys.argv[3])):
+        (tmp / "ready").write_text("1")
+        time.sleep(600)
+""")
+
+
+def test_sigkill_while_sending_a_step(tmp_path: Path, mosquitto: MosquittoServer, webhooks: WebhookReceiver) -> None:
+    """kill -9 of a gateway while the police webhook call is in flight (the request arrived, no answer
+    yet). The next gateway takes the step over once the claim lapses (2 s here, not 60 s): the police
+    get the message again with the same delivery key (its outcome was unknown), the contractor, who
+    had it, does not."""
+    registry = with_duty(webhooks.url)
+    held = webhooks.hold("/police-siming")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    dying = subprocess.Popen([sys.executable, "-c", DYING_GATEWAY, str(tmp_path), str(mosquitto.port),
+                              json.dumps(registry)], env=env)
+    try:
+        wait_for(lambda: (tmp_path / "ready").exists(), timeout=30, what="first gateway up")
+        with Publisher(mosquitto.port) as pub:
+            pub.publish("zigbee2mqtt/sos-front", PRESS)
+        wait_for(lambda: "/police-siming" in webhooks.paths() and "/contractor" in webhooks.paths(),
+                 what="police call in flight")
+    finally:
+        dying.send_signal(signal.SIGKILL)
+        dying.wait(10)
+    held.set()
+    settings = settings_for(tmp_path, mosquitto.port, second_step_s=60, alerting_instance_id="gw-next",
+                            alerting_claim_lease_s=2.0)
+    engine = make_engine(settings.database_url)
+    with init_db(engine)() as s:  # it really died mid-call: the attempt's outcome is unknown
+        assert [d.status for d in s.scalars(select(Delivery).where(Delivery.contact_id == "police-siming"))] \
+            == ["sending"]
+    engine.dispose()
+    with running_gateway(settings) as gw:
+        [incident] = incidents(gw)
+        wait_for(lambda: webhooks.paths().count("/police-siming") == 2, timeout=30, what="police sent again")
+        first, again = sent_to(webhooks, "/police-siming")
+        assert first.headers["X-Anxin-Delivery-Key"] == again.headers["X-Anxin-Delivery-Key"] \
+            == f"{incident.id}/0/police-siming"
+        wait_for(lambda: [d.status for d in deliveries(gw, "police-siming")] == ["unknown", "delivered"],
+                 what="attempts recorded")
+        assert "taken_over" in timeline(gw, incident.id)
+        assert webhooks.paths().count("/contractor") == 1  # delivered before the crash: not again
+
+
+def test_every_webhook_down_20s_while_20_presses_arrive(tmp_path: Path, mosquitto: MosquittoServer,
+                                                        webhooks: WebhookReceiver,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """The issue's first row: every receiver answers 500 for 20 s while 20 buttons are pressed. Each
+    press reaches the police seconds after the endpoint is back (it took ~125 s, the 120 s repeat);
+    one warning per failing contact, not one per attempt."""
+    caplog.set_level(logging.WARNING)
+    registry = with_duty(webhooks.url)
+    registry["devices"] += [{"id": f"sos-{i}", "institution": "xm-001", "profile": "zigbee2mqtt-sos-button",
+                             "room": f"教室 {i}"} for i in range(20)]
+    settings = settings_for(tmp_path, mosquitto.port, second_step_s=60)
+    with running_gateway(settings, registry=registry) as gw, Publisher(mosquitto.port) as pub:
+        for path in ("/police-siming", "/contractor", "/staff", "/duty"):
+            webhooks.fail_for(path, 20.0)
+        recovers_at = time.time() + 20.0
+        for i in range(20):
+            pub.publish(f"zigbee2mqtt/sos-{i}", PRESS)
+        wait_for(lambda: len(incidents(gw)) == 20, what="20 incidents")
+
+        def police_keys() -> set[str]:
+            return {r.headers["X-Anxin-Delivery-Key"] for r in sent_to(webhooks, "/police-siming")}
+
+        wanted = {f"{i.id}/0/police-siming" for i in incidents(gw)}
+        wait_for(lambda: wanted <= police_keys(), timeout=90, what="every press at the police")
+        last = max(r.at for r in sent_to(webhooks, "/police-siming") if r.headers["X-Anxin-Delivery-Key"] in wanted)
+        print(f"\nevery webhook down 20 s, 20 presses: the last reached the police {last - recovers_at:.1f} s "
+              f"after recovery; {len(webhooks.failed)} failed attempts")
+        assert last - recovers_at < 30  # the second step is due at 60 s, the repeat at 120 s
+        assert len(delivery_logs(caplog, "police-siming", "failing")) == 1
+        assert len(delivery_logs(caplog, "contractor-a", "failing")) == 1
