@@ -72,6 +72,7 @@ LEASE_S = 10.0  # a crashed reader's lease lapses after this; another instance t
 NOTICE_STEP = -1  # step_no of a notice that a contact is unreachable
 NOT_FOR_NOTICES = frozenset({"sia_dc09"})  # an alarm receiving centre takes alarm codes, not notices
 LAPSED = datetime(2000, 1, 1, tzinfo=UTC)  # a claim set to this is taken over at once
+SLOW_FAILURE_S = 1.0  # an attempt that failed after this long (a timeout) is left to the retry rounds
 
 
 class TransitionError(ValueError):
@@ -100,7 +101,19 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+class _Senders:
+    """Threads that send steps, and beside them the threads that reach a step's other contacts."""
+
+    def __init__(self, n: int, name: str) -> None:
+        self.steps = ThreadPoolExecutor(max_workers=n, thread_name_prefix=name)
+        self.fanout = ThreadPoolExecutor(max_workers=4 * n, thread_name_prefix=f"{name}-contact")
+
+    def shutdown(self) -> None:
+        self.steps.shutdown(wait=True)
+        self.fanout.shutdown(wait=True)
+
+
+@dataclass(slots=True, eq=False)
 class Target:
     """One way to reach one contact in a step (compared by identity)."""
 
@@ -112,12 +125,14 @@ class Target:
     key: str
     note: Notification
     tries: int  # attempts recorded before this round (attempt numbers continue)
+    row_id: int | None = None  # the round's first attempt, recorded with the claim
 
 
 @dataclass(slots=True)
 class Plan:
     """What one round of a step sends, read in one session before any network call."""
 
+    step_id: int
     incident_id: int
     step_no: int
     roles: list[str]
@@ -148,9 +163,11 @@ class AlertingEngine:
         self._event_wake = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=self.options.senders, thread_name_prefix="alerting-send")
-        # One contact's slow or failing channel (retries with backoff) never delays another's message.
-        self._fanout = ThreadPoolExecutor(max_workers=4 * self.options.senders, thread_name_prefix="alerting-deliver")
+        # One contact's slow or failing channel never delays another's message; and retry rounds (to
+        # endpoints that fail, perhaps by timing out) have threads of their own, so new alarms never
+        # queue behind them.
+        self._fresh = _Senders(self.options.senders, "alerting-send")
+        self._retries = _Senders(self.options.senders, "alerting-retry")
         self._threads = [
             threading.Thread(target=self._event_loop, name="alerting-events", daemon=True),
             threading.Thread(target=self._escalation_loop, name="alerting-escalation", daemon=True),
@@ -170,8 +187,8 @@ class AlertingEngine:
         for t in self._threads:
             if t.is_alive():
                 t.join(10)
-        self._pool.shutdown(wait=True)
-        self._fanout.shutdown(wait=True)
+        self._fresh.shutdown()
+        self._retries.shutdown()
 
     def on_events(self, stored: Sequence[tuple[int, Event]]) -> None:
         """EventStore listener (database writer thread): the events are committed, read them now."""
@@ -236,7 +253,7 @@ class AlertingEngine:
             if fresh and s.scalar(select(EventRecord.id).where(EventRecord.id > cursor.last_event_id).limit(1)) is None:
                 return 0
         opened: list[str] = []
-        send_now: list[int] = []
+        send_now: list[Plan] = []
         with self._sessions.begin() as s:
             # SKIP LOCKED: while one instance reads a batch, the others go on sending due steps
             cursor = s.get(AlertingCursor, CURSOR, with_for_update={"skip_locked": True})
@@ -279,13 +296,15 @@ class AlertingEngine:
                 continue
         raise RuntimeError(f"could not open or find the incident for event {event_id}")
 
-    def _send_claimed(self, step_ids: list[int]) -> None:
-        """Steps claimed with their incident go to the senders at once, not at the escalation loop's
-        next look: the first notification leaves as soon as the incident is committed."""
-        for step_id in step_ids:
-            self._pool.submit(self._send_step_logged, step_id).add_done_callback(lambda _: self._wake.set())
+    def _send_claimed(self, plans: list[Plan]) -> None:
+        """Steps claimed (and their attempts recorded) with their incident go to the senders at once, not
+        at the escalation loop's next look: the first notification leaves as soon as the incident is
+        committed, with no further write before the network call."""
+        for plan in plans:
+            self._fresh.steps.submit(self._round_logged, plan, self._fresh).add_done_callback(
+                lambda _: self._wake.set())
 
-    def _apply(self, s: Session, event_id: int, e: Event) -> tuple[int | None, bool, list[int]]:
+    def _apply(self, s: Session, event_id: int, e: Event) -> tuple[int | None, bool, list[Plan]]:
         """Open an incident (new: True, with the ids of the steps claimed for sending now) or append."""
         key = f"{e.institution_id or '-'}|{e.device_id}|{e.type.value}"
         incident = s.scalars(select(Incident).where(Incident.open_key == key)).one_or_none()
@@ -300,7 +319,7 @@ class AlertingEngine:
         incident_id, claimed = self._open(s, key, event_id, e)
         return incident_id, True, claimed
 
-    def _open(self, s: Session, key: str, event_id: int, e: Event) -> tuple[int, list[int]]:
+    def _open(self, s: Session, key: str, event_id: int, e: Event) -> tuple[int, list[Plan]]:
         now = now_utc()
         district = ""
         if e.institution_id:
@@ -348,7 +367,8 @@ class AlertingEngine:
                                             status=StepStatus.PENDING))
         s.add_all(steps)
         s.flush()
-        return incident.id, [st.id for st in steps if st.status == StepStatus.SENDING]
+        plans = [self._prepare(s, st, incident, now) for st in steps if st.status == StepStatus.SENDING]
+        return incident.id, [p for p in plans if p is not None]
 
     @staticmethod
     def _in_drill(s: Session, institution_id: str, at: datetime) -> bool:
@@ -358,51 +378,66 @@ class AlertingEngine:
 
     # -- escalation --------------------------------------------------------------------------------
     def _escalation_loop(self) -> None:
-        """Keeps up to ``senders`` steps in flight, so one slow receiver never holds up another alarm,
-        and renews this instance's claims on the steps it is sending (a dead sender's lapse)."""
-        inflight: set[Future[None]] = set()
+        """Keeps up to ``senders`` steps (and as many retry rounds) in flight, so one slow receiver never
+        holds up another alarm, and renews this instance's claims on the steps it is sending."""
+        inflight: dict[bool, set[Future[None]]] = {False: set(), True: set()}  # retries? -> futures
         renewed = time.monotonic()
         while not self._stop.is_set():
-            inflight = {f for f in inflight if not f.done()}
-            free = self.options.senders - len(inflight)
-            claimed: list[int] = []
+            claimed = 0
             try:
                 if time.monotonic() - renewed >= self.options.claim_lease_s / 3:
                     self._renew_claims()
                     renewed = time.monotonic()
-                if free > 0:
-                    claimed = self._claim_due(limit=free)
+                for retries, senders in ((False, self._fresh), (True, self._retries)):
+                    inflight[retries] = {f for f in inflight[retries] if not f.done()}
+                    free = self.options.senders - len(inflight[retries])
+                    for step_id in self._claim_due(limit=free, retries=retries) if free > 0 else []:
+                        future = senders.steps.submit(self._step_logged, step_id, senders)
+                        future.add_done_callback(lambda _: self._wake.set())
+                        inflight[retries].add(future)
+                        claimed += 1
             except OperationalError as exc:
                 log.warning("escalation: database unreachable (%s); retrying", exc.__class__.__name__)
             except Exception:
                 log.exception("escalation loop error")
-            for step_id in claimed:
-                future = self._pool.submit(self._send_step_logged, step_id)
-                future.add_done_callback(lambda _: self._wake.set())
-                inflight.add(future)
             if not claimed:
                 self._wake.wait(self.options.tick_s)
                 self._wake.clear()
-        for future in inflight:
+        for future in inflight[False] | inflight[True]:
             future.result()
 
     def run_due_steps(self) -> int:
         """Claim and send (in parallel) the steps that are due now; returns how many were sent."""
-        claimed = self._claim_due(limit=self.options.senders)
-        for future in [self._pool.submit(self._send_step_logged, step_id) for step_id in claimed]:
+        futures = [senders.steps.submit(self._step_logged, step_id, senders)
+                   for retries, senders in ((False, self._fresh), (True, self._retries))
+                   for step_id in self._claim_due(limit=self.options.senders, retries=retries)]
+        for future in futures:
             future.result()
-        return len(claimed)
+        return len(futures)
 
-    def _send_step_logged(self, step_id: int) -> None:
+    def _step_logged(self, step_id: int, senders: _Senders) -> None:
         with self._sending_lock:
             self._sending.add(step_id)
         try:
-            self._send_step(step_id)
+            plan = self._claimed_step(step_id)
+            if plan is not None:
+                self._round(plan, senders)
         except Exception:  # the step stays claimed; once the claim lapses another sender takes it over
             log.exception("sending escalation step %s failed", step_id)
         finally:
             with self._sending_lock:
                 self._sending.discard(step_id)
+
+    def _round_logged(self, plan: Plan, senders: _Senders) -> None:
+        with self._sending_lock:
+            self._sending.add(plan.step_id)
+        try:
+            self._round(plan, senders)
+        except Exception:
+            log.exception("sending escalation step %s failed", plan.step_id)
+        finally:
+            with self._sending_lock:
+                self._sending.discard(plan.step_id)
 
     def _renew_claims(self) -> None:
         """Steps this instance is sending keep a fresh claim: only a dead sender's claim lapses."""
@@ -423,11 +458,13 @@ class AlertingEngine:
                              EscalationStep.claimed_by == self.options.instance_id)
                       .values(claimed_at=LAPSED))
 
-    def _claim_due(self, limit: int = 20) -> list[int]:
+    def _claim_due(self, limit: int = 20, retries: bool = False) -> list[int]:
+        """Claim due steps: new ones (and those a dead sender left), or (``retries``) retry rounds."""
         now = now_utc()
         stale = now - timedelta(seconds=self.options.claim_lease_s)
-        claimable = or_(EscalationStep.status.in_((StepStatus.PENDING, StepStatus.RETRYING)),
-                        (EscalationStep.status == StepStatus.SENDING) & (EscalationStep.claimed_at < stale))
+        claimable = (EscalationStep.status == StepStatus.RETRYING) if retries else or_(
+            EscalationStep.status == StepStatus.PENDING,
+            (EscalationStep.status == StepStatus.SENDING) & (EscalationStep.claimed_at < stale))
         with self._sessions.begin() as s:
             q = (select(EscalationStep.id, EscalationStep.incident_id, EscalationStep.step_no,
                         EscalationStep.status, EscalationStep.claimed_by)
@@ -452,46 +489,59 @@ class AlertingEngine:
                                                 "by": self.options.instance_id}))
         return claimed
 
-    def _send_step(self, step_id: int) -> None:
-        """One round: send to the step's contacts not reached yet; then the step is sent, or retried for
-        the contacts still unreached (life-safety: every ``life_safety_retry_s`` until acknowledged)."""
+    def _claimed_step(self, step_id: int) -> Plan | None:
+        """In one write transaction: read the claimed step, plan its round and record the round's first
+        attempts (None: nothing to send now — acknowledged meanwhile, or held back by a silence)."""
         now = now_utc()
-        with self._sessions() as s:  # read everything first; the writes below are transactions of their own
+        with self._sessions.begin() as s:
             step = s.get(EscalationStep, step_id)
             assert step is not None
             incident = s.get(Incident, step.incident_id)
             assert incident is not None
-            # acknowledged meanwhile: nothing more to send
-            plan = self._plan(s, step, incident, now) if incident.state == "triggered" else None
-        if plan is None:
-            with self._sessions.begin() as w:
-                w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
-                          .values(status=StepStatus.CANCELLED))
-            return
+            if incident.state != "triggered":  # acknowledged meanwhile: nothing more to send
+                step.status = StepStatus.CANCELLED
+                return None
+            return self._prepare(s, step, incident, now)
+
+    def _prepare(self, s: Session, step: EscalationStep, incident: Incident, now: datetime) -> Plan | None:
+        """Plan a round of a step this instance has claimed and record, in the caller's transaction, its
+        first attempts ("sending") before any network call."""
+        plan = self._plan(s, step, incident, now)
         if plan.held:  # silence / maintenance: the step waits for its end, then goes out if still unacknowledged
             until = max(x.ends_at for x in plan.held)
-            with self._sessions.begin() as w:
-                w.execute(update(EscalationStep).where(EscalationStep.id == step_id)
-                          .values(status=StepStatus.PENDING, due_at=until, claimed_by="", claimed_at=None))
-                w.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.POSTPONED, detail={
-                    "step": plan.step_no, "until": until.isoformat(), "silences": [x.id for x in plan.held]}))
-            return
+            step.status, step.due_at, step.claimed_by, step.claimed_at = StepStatus.PENDING, until, "", None
+            s.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.POSTPONED, detail={
+                "step": plan.step_no, "until": until.isoformat(), "silences": [x.id for x in plan.held]}))
+            return None
         if plan.unknown:  # attempts of a sender that died mid-call: their outcome is unknown
-            with self._sessions.begin() as w:
-                w.execute(update(Delivery).where(Delivery.id.in_(plan.unknown))
-                          .values(status=DeliveryStatus.UNKNOWN, detail="sender died during the attempt"))
+            s.execute(update(Delivery).where(Delivery.id.in_(plan.unknown))
+                      .values(status=DeliveryStatus.UNKNOWN, detail="sender died during the attempt"))
         if plan.first and plan.recipients.fallback is not None:
-            self._record_fallback(plan, now)
+            self._record_fallback(s, incident, plan, now)
+        rows = [Delivery(incident_id=plan.incident_id, step_id=plan.step_id, contact_id=t.contact_id, channel=t.channel,
+                         address=t.address, attempt=t.tries + 1, ok=False, status=DeliveryStatus.SENDING, key=t.key,
+                         at=now) for t in plan.targets]
+        s.add_all(rows)
+        s.flush()
+        for target, row in zip(plan.targets, rows, strict=True):
+            target.row_id = row.id
+        return plan
+
+    def _round(self, plan: Plan, senders: _Senders) -> None:
+        """One round: send to the step's contacts not reached yet; then the step is sent, or retried for
+        the contacts still unreached (life-safety: every ``life_safety_retry_s`` until acknowledged)."""
+        if plan.first and plan.recipients.fallback is not None:
+            self._tell_fallback(plan)
         attempts = self.options.delivery_attempts if plan.first else 1  # retries are the later rounds
 
         def deliver(t: Target) -> tuple[Target, DeliveryStatus]:
-            return t, self._deliver(plan.incident_id, step_id, t, attempts)
+            return t, self._deliver(plan.incident_id, plan.step_id, t, attempts)
 
         # The first target on this thread (no hand-over for the common single receiver), the rest beside it.
-        others = [self._fanout.submit(deliver, t) for t in plan.targets[1:]]
+        others = [senders.fanout.submit(deliver, t) for t in plan.targets[1:]]
         outcomes = dict([deliver(plan.targets[0])] if plan.targets else [])
         outcomes.update(f.result() for f in others)
-        self._finish_round(step_id, plan, outcomes)
+        self._finish_round(plan, outcomes)
         self._wake.set()
 
     def _plan(self, s: Session, step: EscalationStep, incident: Incident, now: datetime) -> Plan:
@@ -535,7 +585,7 @@ class AlertingEngine:
                 channels_of.setdefault(c.id, []).append(ch)
                 if (c.id, ch) not in settled:
                     targets.append(Target(c.id, c.role, ch, addr, secret, key, note, tries[(c.id, ch)]))
-        return Plan(incident_id=incident.id, step_no=step.step_no, roles=list(step.roles), first=first,
+        return Plan(step_id=step.id, incident_id=incident.id, step_no=step.step_no, roles=list(step.roles), first=first,
                     life_safety=life_safety, notice_for=notice_for, rounds=step.rounds, held=held,
                     recipients=rec, limited=limited, targets=targets, settled=settled, channels_of=channels_of,
                     unknown=[d.id for d in previous if d.status == DeliveryStatus.SENDING])
@@ -551,21 +601,21 @@ class AlertingEngine:
         name = f"{contact.name or contact.id}" if contact else contact_id
         return name, contact.role if contact else "", last.channel if last else "", last.detail[:200] if last else ""
 
-    def _record_fallback(self, plan: Plan, now: datetime) -> None:
+    @staticmethod
+    def _record_fallback(s: Session, incident: Incident, plan: Plan, now: datetime) -> None:
         rec = plan.recipients
         assert rec.fallback is not None
         duty = [c.id for c in rec.contacts if c.role == DUTY]
-        detail = {"step": plan.step_no, "reason": rec.fallback.value, "roles": rec.fallback_roles, "duty": duty}
-        with self._sessions.begin() as w:
-            incident = w.get(Incident, plan.incident_id)
-            if incident is not None and not incident.fallback:
-                incident.fallback = rec.fallback.value
-            if rec.unroutable:
-                w.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.UNROUTABLE,
-                                    detail=detail))
-            else:
-                w.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.FALLBACK,
-                                    detail=detail))
+        if not incident.fallback:
+            incident.fallback = rec.fallback.value
+        s.add(TimelineEntry(incident_id=plan.incident_id, at=now,
+                            action=TimelineAction.UNROUTABLE if rec.unroutable else TimelineAction.FALLBACK,
+                            detail={"step": plan.step_no, "reason": rec.fallback.value, "roles": rec.fallback_roles,
+                                    "duty": duty}))
+
+    def _tell_fallback(self, plan: Plan) -> None:
+        rec = plan.recipients
+        assert rec.fallback is not None
         if rec.unroutable:
             log.error("无法派送 unroutable: incident %s step %s (%s, roles %s) and no duty contact to fall back to: "
                       "add a contact with role duty to the registry", plan.incident_id, plan.step_no,
@@ -573,9 +623,10 @@ class AlertingEngine:
             self.health.unroutable(plan.incident_id, f"{rec.fallback.value}: {', '.join(rec.fallback_roles)}")
         else:
             log.warning("incident %s step %s goes to the duty contact %s (%s, roles %s)", plan.incident_id,
-                        plan.step_no, duty, rec.fallback.value, rec.fallback_roles)
+                        plan.step_no, [c.id for c in rec.contacts if c.role == DUTY], rec.fallback.value,
+                        rec.fallback_roles)
 
-    def _finish_round(self, step_id: int, plan: Plan, outcomes: dict[Target, DeliveryStatus]) -> None:
+    def _finish_round(self, plan: Plan, outcomes: dict[Target, DeliveryStatus]) -> None:
         now = now_utc()
         status_of = {**plan.settled, **{(t.contact_id, t.channel): o for t, o in outcomes.items()}}
         delivered_now = sum(o is DeliveryStatus.DELIVERED for o in outcomes.values())
@@ -588,6 +639,7 @@ class AlertingEngine:
         outstanding = any(o is DeliveryStatus.FAILED for o in outcomes.values())
         rounds = plan.rounds + 1
         give_up = outstanding and not plan.life_safety and rounds >= self.options.routine_max_rounds
+        step_id = plan.step_id
         mine = update(EscalationStep).where(EscalationStep.id == step_id, EscalationStep.status == StepStatus.SENDING,
                                             EscalationStep.claimed_by == self.options.instance_id)
         with self._sessions.begin() as s:
@@ -678,18 +730,22 @@ class AlertingEngine:
 
     def _deliver(self, incident_id: int, step_id: int, t: Target, attempts: int) -> DeliveryStatus:
         """Up to ``attempts`` tries (with backoff); each is committed as "sending" before the network
-        call and updated with its outcome, so a sender that dies leaves a trace of what it began."""
+        call and updated with its outcome, so a sender that dies leaves a trace of what it began. A slow
+        failure (a timeout) is not tried again at once: the retry rounds take it, on their own threads."""
         channel = self._channels[t.channel]
         backoff = self.options.retry_backoff_s
         status = DeliveryStatus.FAILED
         for n in range(attempts):
-            with self._sessions.begin() as s:
-                row = Delivery(incident_id=incident_id, step_id=step_id, contact_id=t.contact_id, channel=t.channel,
-                               address=t.address, attempt=t.tries + n + 1, ok=False, status=DeliveryStatus.SENDING,
-                               key=t.key, at=now_utc())
-                s.add(row)
-                s.flush()
-                row_id = row.id
+            row_id = t.row_id if n == 0 else None
+            if row_id is None:
+                with self._sessions.begin() as s:
+                    row = Delivery(incident_id=incident_id, step_id=step_id, contact_id=t.contact_id,
+                                   channel=t.channel, address=t.address, attempt=t.tries + n + 1, ok=False,
+                                   status=DeliveryStatus.SENDING, key=t.key, at=now_utc())
+                    s.add(row)
+                    s.flush()
+                    row_id = row.id
+            started = time.monotonic()
             try:
                 detail = channel.send(t.address, t.secret, t.note)
                 status = DeliveryStatus.DELIVERED
@@ -710,7 +766,7 @@ class AlertingEngine:
                 return status
             self.health.failed(t.contact_id, t.channel, incident_id, detail[:200],
                                status is DeliveryStatus.PERMANENT, answered)
-            if status is DeliveryStatus.PERMANENT:
+            if status is DeliveryStatus.PERMANENT or time.monotonic() - started > SLOW_FAILURE_S:
                 return status
             if n + 1 < attempts:
                 time.sleep(backoff)
