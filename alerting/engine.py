@@ -699,6 +699,9 @@ class AlertingEngine:
         """Tell the contractor and the duty contact that ``contact_id`` cannot be reached: once per
         incident and contact (a unique key, so concurrent steps and instances add it once)."""
         with self._sessions() as s:
+            incident = s.get(Incident, incident_id)
+            if incident is None or incident.state != "triggered":
+                return  # someone has it already
             if s.scalar(select(EscalationStep.id).where(EscalationStep.incident_id == incident_id,
                                                         EscalationStep.notice_for == contact_id)) is not None:
                 return
