@@ -357,11 +357,14 @@ DYING_GATEWAY = textwrap.dedent("""
 """)
 
 
-def test_sigkill_while_sending_a_step(tmp_path: Path, mosquitto: MosquittoServer, webhooks: WebhookReceiver) -> None:
+@pytest.mark.parametrize(("next_id", "lease_s"), [("gw-next", 2.0), ("gw-dead", 600.0)],
+                         ids=["another-instance", "same-instance-restarted"])
+def test_sigkill_while_sending_a_step(tmp_path: Path, mosquitto: MosquittoServer, webhooks: WebhookReceiver,
+                                      next_id: str, lease_s: float) -> None:
     """kill -9 of a gateway while the police webhook call is in flight (the request arrived, no answer
-    yet). The next gateway takes the step over once the claim lapses (2 s here, not 60 s): the police
-    get the message again with the same delivery key (its outcome was unknown), the contractor, who
-    had it, does not."""
+    yet). Another gateway takes the step over once the claim lapses (2 s here); the same instance,
+    restarted, at once (its lease here is 10 min). The police get the message again with the same
+    delivery key (its outcome was unknown), the contractor, who had it, does not."""
     registry = with_duty(webhooks.url)
     held = webhooks.hold("/police-siming")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -377,8 +380,8 @@ def test_sigkill_while_sending_a_step(tmp_path: Path, mosquitto: MosquittoServer
         dying.send_signal(signal.SIGKILL)
         dying.wait(10)
     held.set()
-    settings = settings_for(tmp_path, mosquitto.port, second_step_s=60, alerting_instance_id="gw-next",
-                            alerting_claim_lease_s=2.0)
+    settings = settings_for(tmp_path, mosquitto.port, second_step_s=60, alerting_instance_id=next_id,
+                            alerting_claim_lease_s=lease_s)
     engine = make_engine(settings.database_url)
     with init_db(engine)() as s:  # it really died mid-call: the attempt's outcome is unknown
         assert [d.status for d in s.scalars(select(Delivery).where(Delivery.contact_id == "police-siming"))] \
