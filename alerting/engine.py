@@ -388,14 +388,15 @@ class AlertingEngine:
                 if time.monotonic() - renewed >= self.options.claim_lease_s / 3:
                     self._renew_claims()
                     renewed = time.monotonic()
-                for retries, senders in ((False, self._fresh), (True, self._retries)):
-                    inflight[retries] = {f for f in inflight[retries] if not f.done()}
-                    free = self.options.senders - len(inflight[retries])
-                    for step_id in self._claim_due(limit=free, retries=retries) if free > 0 else []:
-                        future = senders.steps.submit(self._step_logged, step_id, senders)
-                        future.add_done_callback(lambda _: self._wake.set())
-                        inflight[retries].add(future)
-                        claimed += 1
+                for kind in inflight:
+                    inflight[kind] = {f for f in inflight[kind] if not f.done()}
+                free = {kind: self.options.senders - len(futures) for kind, futures in inflight.items()}
+                for step_id, retry in self._claim_due(free) if any(n > 0 for n in free.values()) else []:
+                    senders = self._retries if retry else self._fresh
+                    future = senders.steps.submit(self._step_logged, step_id, senders)
+                    future.add_done_callback(lambda _: self._wake.set())
+                    inflight[retry].add(future)
+                    claimed += 1
             except OperationalError as exc:
                 log.warning("escalation: database unreachable (%s); retrying", exc.__class__.__name__)
             except Exception:
@@ -408,9 +409,9 @@ class AlertingEngine:
 
     def run_due_steps(self) -> int:
         """Claim and send (in parallel) the steps that are due now; returns how many were sent."""
-        futures = [senders.steps.submit(self._step_logged, step_id, senders)
-                   for retries, senders in ((False, self._fresh), (True, self._retries))
-                   for step_id in self._claim_due(limit=self.options.senders, retries=retries)]
+        claimed = self._claim_due({False: self.options.senders, True: self.options.senders})
+        futures = [(self._retries if retry else self._fresh).steps.submit(
+            self._step_logged, step_id, self._retries if retry else self._fresh) for step_id, retry in claimed]
         for future in futures:
             future.result()
         return len(futures)
@@ -458,29 +459,35 @@ class AlertingEngine:
                              EscalationStep.claimed_by == self.options.instance_id)
                       .values(claimed_at=LAPSED))
 
-    def _claim_due(self, limit: int = 20, retries: bool = False) -> list[int]:
-        """Claim due steps: new ones (and those a dead sender left), or (``retries``) retry rounds."""
+    def _claim_due(self, free: dict[bool, int]) -> list[tuple[int, bool]]:
+        """Claim due steps, up to ``free[False]`` new ones (and those a dead sender left) first, then up
+        to ``free[True]`` retry rounds; returns (step id, is a retry round)."""
         now = now_utc()
         stale = now - timedelta(seconds=self.options.claim_lease_s)
-        claimable = (EscalationStep.status == StepStatus.RETRYING) if retries else or_(
-            EscalationStep.status == StepStatus.PENDING,
-            (EscalationStep.status == StepStatus.SENDING) & (EscalationStep.claimed_at < stale))
+        claimable = or_(EscalationStep.status.in_((StepStatus.PENDING, StepStatus.RETRYING)),
+                        (EscalationStep.status == StepStatus.SENDING) & (EscalationStep.claimed_at < stale))
+        left = dict(free)
         with self._sessions.begin() as s:
             q = (select(EscalationStep.id, EscalationStep.incident_id, EscalationStep.step_no,
                         EscalationStep.status, EscalationStep.claimed_by)
                  .where(claimable, EscalationStep.due_at <= now)
-                 .order_by(EscalationStep.due_at).limit(limit))
+                 .order_by(EscalationStep.status == StepStatus.RETRYING, EscalationStep.due_at)
+                 .limit(max(0, left[False]) + max(0, left[True])))
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)  # instances take disjoint steps
             rows = s.execute(q).all()
-            claimed: list[int] = []
+            claimed: list[tuple[int, bool]] = []
             for row in rows:
+                retry = row.status == StepStatus.RETRYING
+                if left[retry] <= 0:
+                    continue
                 res = s.execute(update(EscalationStep).where(EscalationStep.id == row.id, claimable)
                                 .values(status=StepStatus.SENDING, claimed_by=self.options.instance_id,
                                         claimed_at=now))
                 if res.rowcount != 1:  # type: ignore[attr-defined]
                     continue
-                claimed.append(row.id)
+                left[retry] -= 1
+                claimed.append((row.id, retry))
                 if row.status == StepStatus.SENDING:  # its sender died mid-step
                     log.warning("escalation step %s of incident %s: taking over from %s, whose claim lapsed",
                                 row.id, row.incident_id, row.claimed_by)
