@@ -429,3 +429,30 @@ def test_every_webhook_down_20s_while_20_presses_arrive(tmp_path: Path, mosquitt
         assert last - recovers_at < 30  # the second step is due at 60 s, the repeat at 120 s
         assert len(delivery_logs(caplog, "police-siming", "failing")) == 1
         assert len(delivery_logs(caplog, "contractor-a", "failing")) == 1
+
+
+def test_a_timeout_is_left_to_the_retry_rounds(tmp_path: Path, mosquitto: MosquittoServer,
+                                               webhooks: WebhookReceiver) -> None:
+    """An endpoint that never answers (a timeout, 5 s) is not tried twice more on the spot, holding a
+    sender: the step goes to the retry rounds, which reach the police once the endpoint answers."""
+    held = webhooks.hold("/police-siming")
+    settings = settings_for(tmp_path, mosquitto.port, second_step_s=60)
+    with running_gateway(settings, registry=with_duty(webhooks.url)) as gw, Publisher(mosquitto.port) as pub:
+        pub.publish("zigbee2mqtt/sos-front", PRESS)
+
+        def step0() -> EscalationStep | None:
+            with gw.sessions() as s:
+                found: EscalationStep | None = s.scalars(select(EscalationStep)
+                                                         .where(EscalationStep.step_no == 0)).first()
+                return found
+
+        wait_for(lambda: (st := step0()) is not None and st.rounds >= 1, timeout=30, what="first round over")
+        step = step0()
+        assert step is not None
+        first = [d for d in deliveries(gw, "police-siming") if d.step_id == step.id]
+        assert first[0].status == "failed" and "Timeout" in first[0].detail
+        if len(first) > 1:  # the next attempt is the retry round's (5 s later), not an in-round retry
+            assert first[0].answered_at is not None and first[1].at >= first[0].answered_at + timedelta(seconds=4)
+        held.set()
+        wait_for(lambda: "delivered" in [d.status for d in deliveries(gw, "police-siming")], timeout=30,
+                 what="police reached once the endpoint answers")
