@@ -67,9 +67,9 @@ class DeliveryHealth:
                         sorted(streak.incidents))
 
     def unroutable(self, incident_id: int, reason: str) -> None:
-        self._metrics.inc("anxin_alarms_unroutable_total")
         with self._lock:
             self._unroutable[incident_id] = reason
+        self._metrics.inc("anxin_alarms_unroutable_total")
 
     def handled(self, incident_id: int) -> None:
         """Someone acknowledged or resolved the incident: it no longer degrades health."""
