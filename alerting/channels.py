@@ -1,11 +1,14 @@
-"""Notification channels. Each ``send`` raises ChannelError on failure; the escalation engine retries,
-records every attempt and escalates when a contact cannot be reached."""
+"""Notification channels. Each ``send`` raises ChannelError on failure, marked permanent when retrying
+cannot help (the escalation engine then moves on at once instead of retrying); it records every attempt
+and escalates when a contact cannot be reached. Every message carries its delivery key (the same for
+every attempt of one step to one contact) so a receiver can tell a repeat."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -19,7 +22,20 @@ from alerting.messages import Notification
 
 
 class ChannelError(Exception):
-    pass
+    """A failed attempt. ``permanent``: it cannot succeed by retrying (a 4xx answer other than 408/429,
+    a provider refusing the template, signature or balance, a bad address)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+RETRYABLE_4XX = frozenset({408, 429})  # request timeout, too many requests: worth another try
+
+
+def http_permanent(status: int) -> bool:
+    """A 3xx (a moved address; redirects are not followed) or 4xx other than 408/429 will not change."""
+    return 300 <= status < 500 and status not in RETRYABLE_4XX
 
 
 class Channel(Protocol):
@@ -33,10 +49,12 @@ def post(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
     """POST; a transport failure or a non-2xx answer becomes ChannelError (the attempt failed)."""
     try:
         resp = client.post(url, **kwargs)
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:  # a bad address
+        raise ChannelError(f"{exc.__class__.__name__}: {exc}", permanent=True) from None
     except httpx.HTTPError as exc:
         raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
     if resp.status_code >= 300:
-        raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        raise ChannelError(f"HTTP {resp.status_code}: {resp.text[:200]}", permanent=http_permanent(resp.status_code))
     return resp
 
 
@@ -58,8 +76,12 @@ def webhook_signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac}"
 
 
+DELIVERY_KEY_HEADER = "X-Anxin-Delivery-Key"
+
+
 class WebhookChannel:
-    """JSON POST with ``X-Anxin-Timestamp`` and ``X-Anxin-Signature`` headers."""
+    """JSON POST with ``X-Anxin-Timestamp``, ``X-Anxin-Signature`` and ``X-Anxin-Delivery-Key`` headers
+    (the key is in the body's ``delivery_key`` too)."""
 
     name = "webhook"
 
@@ -67,9 +89,9 @@ class WebhookChannel:
         self._client = httpx.Client(timeout=timeout_s)
 
     def send(self, address: str, secret: str, note: Notification) -> str:
-        body = orjson.dumps({**note.payload, "text": note.body})
+        body = orjson.dumps({**note.payload, "text": note.body, "delivery_key": note.delivery_key})
         ts = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Anxin-Timestamp": ts}
+        headers = {"Content-Type": "application/json", "X-Anxin-Timestamp": ts, DELIVERY_KEY_HEADER: note.delivery_key}
         if secret:
             headers["X-Anxin-Signature"] = webhook_signature(secret, ts, body)
         return f"HTTP {post(self._client, address, content=body, headers=headers).status_code}"
@@ -78,7 +100,16 @@ class WebhookChannel:
         self._client.close()
 
 
+def message_id(delivery_key: str) -> str:
+    """A Message-ID derived from the delivery key only: every attempt of a step to a contact has the same
+    one, so mail systems and people can tell a repeat (the hash keeps ids of unusual contact ids apart)."""
+    readable = re.sub(r"[^A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]", "_", delivery_key).strip(".") or "x"
+    return f"<anxin.{readable}.{hashlib.sha256(delivery_key.encode()).hexdigest()[:12]}@delivery.anxin>"
+
+
 class EmailChannel:
+    """SMTP; ``Message-ID`` and ``X-Anxin-Delivery-Key`` come from the delivery key. A 5xx refusal is permanent."""
+
     name = "email"
 
     def __init__(self, host: str, port: int, sender: str, *, username: str | None = None,
@@ -92,6 +123,9 @@ class EmailChannel:
         msg["From"] = self._sender
         msg["To"] = address
         msg["Subject"] = note.title
+        if note.delivery_key:
+            msg["Message-ID"] = message_id(note.delivery_key)
+            msg["X-Anxin-Delivery-Key"] = note.delivery_key
         msg.set_content(note.body)
         try:
             with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
@@ -100,10 +134,15 @@ class EmailChannel:
                 if self._username:
                     smtp.login(self._username, self._password or "")
                 refused = smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise ChannelError(f"recipient refused: {exc.recipients}", permanent=all(c >= 500 for c in codes)) from None
+        except smtplib.SMTPResponseException as exc:  # 5xx: the server will not take it; 4xx: try again
+            raise ChannelError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", permanent=exc.smtp_code >= 500) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ChannelError(f"{exc.__class__.__name__}: {exc}") from None
         if refused:
-            raise ChannelError(f"refused: {refused}")
+            raise ChannelError(f"refused: {refused}", permanent=all(c >= 500 for c, _ in refused.values()))
         return "250 accepted"
 
 
@@ -119,6 +158,17 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(mac).decode()
 
 
+# Robot refusals that retrying cannot fix: bad signature / keyword / IP (DingTalk 310000, Feishu 19021,
+# 19022, 19024), invalid token or webhook address (DingTalk 300001, 400013, WeCom 93000, 40008),
+# malformed request (Feishu 9499). Anything else (rate limits, busy) is retried.
+ROBOT_PERMANENT_CODES = frozenset({310000, 300001, 400013, 93000, 40008, 9499, 19021, 19022, 19024})
+
+
+def robot_text(note: Notification) -> str:
+    """Robots post into a group chat: people read the delivery key in the text's last line."""
+    return f"{note.title}\n{note.body}"
+
+
 class _ChatRobot:
     """Group-chat robots answer HTTP 200 with an error code in the body; both are checked."""
 
@@ -131,7 +181,7 @@ class _ChatRobot:
         answer = post_json(self._client, url, content=orjson.dumps(body), headers={"Content-Type": "application/json"})
         code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
         if code != 0:
-            raise ChannelError(f"robot refused: {answer}")
+            raise ChannelError(f"robot refused: {answer}", permanent=code in ROBOT_PERMANENT_CODES)
         return "2xx, code 0"
 
     def close(self) -> None:
@@ -148,7 +198,7 @@ class DingTalkRobot(_ChatRobot):
         if secret:
             ts = int(time.time() * 1000)
             url += ("&" if "?" in url else "?") + urlencode({"timestamp": ts, "sign": dingtalk_sign(secret, ts)})
-        return self._post(url, {"msgtype": "text", "text": {"content": f"{note.title}\n{note.body}"}})
+        return self._post(url, {"msgtype": "text", "text": {"content": robot_text(note)}})
 
 
 class WeComRobot(_ChatRobot):
@@ -157,7 +207,7 @@ class WeComRobot(_ChatRobot):
     name = "wecom"
 
     def send(self, address: str, secret: str, note: Notification) -> str:
-        return self._post(address, {"msgtype": "text", "text": {"content": f"{note.title}\n{note.body}"}})
+        return self._post(address, {"msgtype": "text", "text": {"content": robot_text(note)}})
 
 
 class FeishuRobot(_ChatRobot):
@@ -166,7 +216,7 @@ class FeishuRobot(_ChatRobot):
     name = "feishu"
 
     def send(self, address: str, secret: str, note: Notification) -> str:
-        body: dict[str, object] = {"msg_type": "text", "content": {"text": f"{note.title}\n{note.body}"}}
+        body: dict[str, object] = {"msg_type": "text", "content": {"text": robot_text(note)}}
         if secret:
             ts = int(time.time())
             body.update({"timestamp": str(ts), "sign": feishu_sign(secret, ts)})

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOTICE_TYPE = "delivery.failing"  # the payload type of a notice that a contact's channel fails
 
 TYPE_NAMES: dict[str, tuple[str, str]] = {
     "alarm.panic": ("一键报警", "Panic alarm"),
@@ -26,6 +27,14 @@ TYPE_NAMES: dict[str, tuple[str, str]] = {
     "device.offline": ("设备离线", "Device offline"),
     "device.online": ("设备上线", "Device online"),
     "test": ("设备测试", "Device test"),
+    NOTICE_TYPE: ("报警通道故障", "Alarm channel failing"),
+}
+
+# Why an incident went to the duty contact: (zh, en)
+FALLBACK_TEXTS: dict[str, tuple[str, str]] = {
+    "unregistered_device": ("未登记设备", "unregistered device"),
+    "no_institution": ("设备未关联机构", "device has no institution"),
+    "no_contact_for_role": ("机构缺少该角色联系人", "no contact for a role"),
 }
 
 
@@ -35,26 +44,60 @@ class Notification:
     title: str
     body: str
     payload: dict[str, Any] = field(default_factory=dict)  # machine-readable, for webhooks
+    delivery_key: str = ""  # the same for every attempt of one step to one contact
+
+
+def delivery_key(incident_id: int, step: str, contact_id: str) -> str:
+    """``<incident>/<step>/<contact>``: a repeat of the same notification carries the same key."""
+    return f"{incident_id}/{step}/{contact_id}"
 
 
 def build(incident_id: int, event_type: str, drill: bool, institution: str, device: str, room: str,
-          opened_at: datetime, step_no: int, ack_url: str) -> Notification:
+          opened_at: datetime, step_no: int, ack_url: str, key: str = "", fallback: str = "") -> Notification:
     zh, en = TYPE_NAMES.get(event_type, (event_type, event_type))
     local = opened_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
     prefix_zh, prefix_en = ("【演练】", "[DRILL] ") if drill else ("", "")
     title = f"{prefix_zh}【{zh}】{institution} {room or device}"
+    why_zh, why_en = FALLBACK_TEXTS.get(fallback, (fallback, fallback))
     body = "\n".join([
         f"{prefix_zh}{zh}：{institution}，{room or '-'}（设备 {device}）",
+        *([f"无法按辖区派送（{why_zh}），转交值班人员处理"] if fallback else []),
         f"时间：{local}（北京时间）　事件编号：{incident_id}　第 {step_no + 1} 次通知",
         f"确认收到：{ack_url}",
         "",
         f"{prefix_en}{en}: {institution}, {room or '-'} (device {device})",
+        *([f"Not routable by jurisdiction ({why_en}): sent to the duty contact"] if fallback else []),
         f"Time: {local} (Asia/Shanghai)  Incident: {incident_id}  Notification #{step_no + 1}",
         f"Acknowledge: {ack_url}",
+        *([f"通知编号 Delivery key: {key}"] if key else []),
     ])
     payload = {
         "incident_id": incident_id, "type": event_type, "drill": drill, "institution": institution,
         "device": device, "room": room, "opened_at": opened_at.isoformat(), "step": step_no, "ack_url": ack_url,
-        "title": title,
+        "title": title, "fallback": fallback,
     }
-    return Notification(incident_id, title, body, payload)
+    return Notification(incident_id, title, body, payload, key)
+
+
+def build_notice(incident_id: int, event_type: str, institution: str, room: str, failing: str, role: str,
+                 channel: str, error: str, ack_url: str, key: str) -> Notification:
+    """To the contractor / duty contact: ``failing`` (e.g. the police station) cannot be reached."""
+    zh, en = TYPE_NAMES.get(event_type, (event_type, event_type))
+    title = f"【报警通道故障】事件 {incident_id}：{failing} 无法送达"
+    body = "\n".join([
+        f"事件 {incident_id}（{zh}，{institution} {room or ''}）的通知无法送达 {failing}（{role}，{channel}）：{error}",
+        "系统正在持续重试；请立即电话联系对方。",
+        f"确认收到：{ack_url}",
+        "",
+        f"Incident {incident_id} ({en}, {institution} {room or ''}): notifications to {failing} ({role}, {channel}) "
+        f"are failing: {error}",
+        "Still retrying; call them now.",
+        f"Acknowledge: {ack_url}",
+        f"通知编号 Delivery key: {key}",
+    ])
+    payload = {
+        "incident_id": incident_id, "type": NOTICE_TYPE, "incident_type": event_type, "institution": institution,
+        "room": room, "failing_contact": failing, "failing_role": role, "failing_channel": channel, "error": error,
+        "ack_url": ack_url, "title": title, "drill": False,
+    }
+    return Notification(incident_id, title, body, payload, key)

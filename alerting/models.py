@@ -4,12 +4,47 @@ and delivery attempts, drill windows. Every step of an incident is a row with a 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from anxin.db import Base, UTCDateTime, utcnow
+
+
+class TimelineAction(StrEnum):
+    """What a timeline row records (incident states are written under their own names too)."""
+
+    OPENED = "opened"
+    EVENT = "event"
+    NOTIFIED = "notified"
+    UNROUTED = "unrouted"  # no route matches the incident
+    SILENCED = "silenced"
+    SILENCE_BYPASSED = "silence_bypassed"
+    POSTPONED = "postponed"
+    RATE_LIMITED = "rate_limited"
+    DELIVERY_FAILED = "delivery_failed"  # a step reached nobody (on its first round)
+    FALLBACK = "fallback"  # sent to the duty contact instead: unregistered device, or no contact for a role
+    UNROUTABLE = "unroutable"  # ... and there is no duty contact either: nobody could be notified
+    CHANNEL_FAILING = "channel_failing"  # a contact's channel fails: the contractor / duty are told
+    TAKEN_OVER = "taken_over"  # a step claimed by a sender that died was taken over by another
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by ``claimed_by``; the claim is renewed while it sends
+    RETRYING = "retrying"  # some contacts not reached yet: sent again to them at ``due_at``
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(StrEnum):
+    SENDING = "sending"  # recorded before the network call
+    DELIVERED = "delivered"
+    FAILED = "failed"  # may succeed later: retried
+    PERMANENT = "permanent"  # cannot succeed by retrying (4xx, template/signature/balance refused, bad address)
+    UNKNOWN = "unknown"  # the sender died during the call: sent again with the same delivery key
 
 
 class Contact(Base):
@@ -54,6 +89,8 @@ class Incident(Base):
     closure_code: Mapped[str | None] = mapped_column(String(20))
     route: Mapped[str] = mapped_column(String(100), default="")
     policy: Mapped[str] = mapped_column(String(100), default="")
+    # Why the incident's notifications went to the duty contact (FallbackReason), "" when routed normally.
+    fallback: Mapped[str] = mapped_column(String(40), default="")
     event_count: Mapped[int] = mapped_column(Integer, default=1)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -69,7 +106,7 @@ class TimelineEntry(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    action: Mapped[str] = mapped_column(String(40))  # opened, event, notified, acknowledged, ...
+    action: Mapped[str] = mapped_column(String(40))  # a TimelineAction, or the state a transition reached
     actor: Mapped[str] = mapped_column(String(200), default="system")
     channel: Mapped[str] = mapped_column(String(40), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -77,27 +114,37 @@ class TimelineEntry(Base):
 
 class EscalationStep(Base):
     """A step of the incident's escalation policy, copied in when the incident opens. A step is sent
-    once: the sender claims it (pending -> sending) in the same transaction that reads it."""
+    once: the sender claims it (pending -> sending) in the same transaction that reads it. Contacts it
+    has not reached yet are sent again (retrying) until reached or the incident is acknowledged.
+
+    A notice step (``notice_for`` set, ``step_no`` -1) tells the contractor and the duty contact that
+    the contact ``notice_for`` cannot be reached for this incident: at most one per incident and contact."""
 
     __tablename__ = "escalation_steps"
-    __table_args__ = (Index("ix_escalation_due", "status", "due_at"),)
+    __table_args__ = (Index("ix_escalation_due", "status", "due_at"),
+                      UniqueConstraint("incident_id", "notice_for", name="uq_escalation_notice"))
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     step_no: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     roles: Mapped[list[str]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|sending|sent|cancelled
+    status: Mapped[str] = mapped_column(String(12), default=StepStatus.PENDING)  # StepStatus
     claimed_by: Mapped[str] = mapped_column(String(100), default="")
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rounds: Mapped[int] = mapped_column(Integer, default=0)  # send rounds done (the first, then retries)
+    notice_for: Mapped[str | None] = mapped_column(String(64))
 
 
 class Delivery(Base):
-    """One attempt to reach one contact on one channel."""
+    """One attempt to reach one contact on one channel, committed (status sending) before the network
+    call and updated with its outcome. ``key`` is the delivery key the message carries: the same for
+    every attempt of a step to a contact, so a receiver can tell a repeat."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_contact_at", "contact_id", "at"),)  # per-contact rate limit
+    __table_args__ = (Index("ix_deliveries_contact_at", "contact_id", "at"),  # per-contact rate limit
+                      Index("ix_deliveries_step", "step_id"))  # what a step has delivered (retry, takeover)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -106,9 +153,12 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(20))
     address: Mapped[str] = mapped_column(String(500))
     attempt: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)  # the attempt started
+    ok: Mapped[bool] = mapped_column(Boolean)  # status == delivered
     detail: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(12), default=DeliveryStatus.SENDING)  # DeliveryStatus
+    key: Mapped[str] = mapped_column(String(300), default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class DrillWindow(Base):

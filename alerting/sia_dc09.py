@@ -76,10 +76,10 @@ class SiaDc09Channel:
         options = {k: v[0] for k, v in parse_qs(target.query).items()}
         account = options.get("account")
         if not target.hostname or not target.port or not account:
-            raise ChannelError(f"bad DC-09 address {address!r} (host:port?account=…)")
+            raise ChannelError(f"bad DC-09 address {address!r} (host:port?account=…)", permanent=True)
         code = CID_CODES.get(str(note.payload.get("type")))
         if code is None:
-            raise ChannelError(f"no Contact ID code for {note.payload.get('type')}")
+            raise ChannelError(f"no Contact ID code for {note.payload.get('type')}", permanent=True)
         seq, message = self.message(account, options.get("receiver", "0"), options.get("line", "0"), code,
                                     int(options.get("zone", "1")), secret)
         try:

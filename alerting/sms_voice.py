@@ -3,7 +3,10 @@
 No vendor SDK: the request signing is implemented here from the providers' published algorithms and
 checked against their worked examples in tests/test_sms_voice.py. Every provider answers refusals
 (bad template, rate limit, empty balance) with HTTP 200 and an error code in the JSON body, so each
-channel inspects the body and raises ChannelError unless the provider says the message was accepted.
+channel inspects the body and raises ChannelError unless the provider says the message was accepted;
+a refusal that retrying cannot fix (template, signature, balance, number, credentials) is permanent.
+The delivery key travels as the providers' own pass-through field (Aliyun ``OutId``, Tencent
+``SessionContext``), returned in their delivery receipts.
 """
 
 from __future__ import annotations
@@ -110,6 +113,31 @@ def tc3_authorization(secret_id: str, secret_key: str, service: str, host: str, 
             f"SignedHeaders=content-type;host, Signature={signature}")
 
 
+# --------------------------------------------------------------------------------------------- refusals
+
+# Aliyun names the caller's mistakes isv.* (template, signature, balance, number, daily limit) and its
+# own isp.*; only flow control among the caller's codes passes with time.
+ALIYUN_RETRYABLE = frozenset({"isv.BUSINESS_LIMIT_CONTROL", "Throttling", "Throttling.User", "ServiceUnavailable",
+                              "InternalError"})
+ALIYUN_PERMANENT_PREFIXES = ("isv.", "SignatureDoesNotMatch", "InvalidAccessKeyId", "Forbidden", "MissingParameter",
+                             "InvalidParameter", "IncompleteSignature", "InvalidVersion")
+# Tencent: template/signature/balance are FailedOperation.*, credentials AuthFailure.*, numbers and
+# parameters Invalid*/Missing*; rate limits (LimitExceeded.*, RequestLimitExceeded) and InternalError.* pass,
+# except the per-number daily limit, which does not pass today.
+TENCENT_PERMANENT_PREFIXES = ("FailedOperation", "AuthFailure", "InvalidParameter", "MissingParameter",
+                              "UnauthorizedOperation", "UnsupportedOperation", "UnknownParameter")
+TENCENT_PERMANENT = frozenset({"LimitExceeded.PhoneNumberDailyLimit", "LimitExceeded.DailyLimit",
+                               "LimitExceeded.AppDailyLimit"})
+
+
+def aliyun_permanent(code: str) -> bool:
+    return code not in ALIYUN_RETRYABLE and code.startswith(ALIYUN_PERMANENT_PREFIXES)
+
+
+def tencent_permanent(code: str) -> bool:
+    return code in TENCENT_PERMANENT or code.startswith(TENCENT_PERMANENT_PREFIXES)
+
+
 # --------------------------------------------------------------------------------------------- template data
 
 
@@ -128,6 +156,11 @@ def template_fields(note: Notification) -> dict[str, str]:
         "room": str(p.get("room") or p.get("device") or "-"),
         "incident": str(note.incident_id),
     }
+
+
+def passthrough(field: str, note: Notification) -> dict[str, str]:
+    """The provider's pass-through field carrying the delivery key (left out when there is none)."""
+    return {field: note.delivery_key} if note.delivery_key else {}
 
 
 def _e164_cn(number: str) -> str:
@@ -165,8 +198,10 @@ class _AliyunRpc:
         signed["Signature"] = aliyun_rpc_signature(signed, self._secret, "POST")
         answer = post_json(self._client, self._endpoint, content=urlencode(signed).encode(),
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
-        if answer.get("Code") != "OK":
-            raise ChannelError(f"aliyun {self.action} refused: {answer.get('Code')} {answer.get('Message')}")
+        code = str(answer.get("Code"))
+        if code != "OK":
+            raise ChannelError(f"aliyun {self.action} refused: {code} {answer.get('Message')}",
+                               permanent=aliyun_permanent(code))
         return answer
 
     def close(self) -> None:
@@ -190,6 +225,7 @@ class AliyunSms(_AliyunRpc):
             "SignName": self._sign_name,
             "TemplateCode": self._template,
             "TemplateParam": orjson.dumps(template_fields(note)).decode(),
+            **passthrough("OutId", note),
         })
         return f"OK BizId {answer.get('BizId', '')}"
 
@@ -214,6 +250,7 @@ class AliyunVoice(_AliyunRpc):
             "TtsCode": self._tts_code,
             "TtsParam": orjson.dumps(template_fields(note)).decode(),
             "PlayTimes": str(self._play_times),
+            **passthrough("OutId", note),
         }
         if self._show_number:
             params["CalledShowNumber"] = self._show_number
@@ -259,7 +296,7 @@ class _TencentApi:
         error = response.get("Error")
         if error:
             code, msg = (error.get("Code"), error.get("Message")) if isinstance(error, dict) else (error, "")
-            raise ChannelError(f"tencent {self.action} refused: {code} {msg}")
+            raise ChannelError(f"tencent {self.action} refused: {code} {msg}", permanent=tencent_permanent(str(code)))
         return response
 
     def close(self) -> None:
@@ -289,13 +326,16 @@ class TencentSms(_TencentApi):
             "SignName": self._sign_name,
             "TemplateId": self._template,
             "TemplateParamSet": list(template_fields(note).values()),
+            **passthrough("SessionContext", note),
         })
         # The request can succeed while a number is refused: each entry carries its own Code.
         statuses = response.get("SendStatusSet") or []
         failed = [s for s in statuses if not isinstance(s, dict) or s.get("Code") != "Ok"]
         if not statuses or failed:
+            codes = [str(s.get("Code")) for s in failed if isinstance(s, dict)]
             detail = "; ".join(f"{s.get('Code')} {s.get('Message')}" for s in failed if isinstance(s, dict))
-            raise ChannelError(f"tencent SendSms refused: {detail or 'empty SendStatusSet'}")
+            raise ChannelError(f"tencent SendSms refused: {detail or 'empty SendStatusSet'}",
+                               permanent=bool(codes) and all(tencent_permanent(c) for c in codes))
         return f"Ok SerialNo {statuses[0].get('SerialNo', '')}"
 
 
@@ -320,6 +360,7 @@ class TencentVoice(_TencentApi):
             "CalledNumber": _e164_cn(address),
             "VoiceSdkAppid": self._app_id,
             "PlayTimes": self._play_times,
+            **passthrough("SessionContext", note),
         })
         status = response.get("SendStatus")
         call_id = status.get("CallId", "") if isinstance(status, dict) else ""

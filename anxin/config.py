@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     alerting_delivery_attempts: int = Field(default=3, ge=1)
     alerting_retry_backoff_s: float = Field(default=0.5, ge=0)
     alerting_contact_rate_per_hour: int = Field(default=20, ge=1)  # non-life-safety messages per contact
+    life_safety_retry_s: float = Field(default=5.0, gt=0)  # an unreached panic/smoke/gas contact is retried this often
+    alerting_routine_retry_s: float = Field(default=30.0, gt=0)  # other alarms: this, doubling, up to 10 min
+    alerting_claim_lease_s: float = Field(default=15.0, gt=0)  # a dead sender's step is taken over after this
     thresholds: Path = DEFAULT_THRESHOLDS  # threshold rules on readings (CO2, HCHO, PM2.5, fridge)
     thresholds_interval_s: float = Field(default=30.0, gt=0)
     offline_factor: float = Field(default=2.5, gt=1)  # offline after this many silent heartbeat intervals

@@ -45,8 +45,9 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/healthz")
     def healthz(response: Response) -> dict[str, object]:
-        """503 when something that carries messages is down or not subscribed: the ingest session (or a
-        worker process) or the alarm lane's session."""
+        """503 when anything is degraded: an ingest session (or a worker) or the alarm lane not holding its
+        subscriptions, a contact's channel failing, an alarm nobody could be routed to. For monitoring; an
+        orchestrator's readiness check is /readyz (a dead police webhook is no reason to restart us)."""
         workers = gateway.workers
         lane = gateway.alarm_lane
         parts = gateway.readiness()
@@ -62,6 +63,9 @@ def create_app(gateway: Gateway) -> FastAPI:
         else:  # ingest runs in worker processes (their own sessions)
             body["workers"] = {"expected": len(workers.procs), "alive": workers.alive(), "restarts": workers.restarts}
         ok = all(parts.values())
+        if gateway.alerting is not None:  # failing contacts, alarms nobody could be routed to
+            body["alerting"] = alerting = gateway.alerting.health.report()
+            ok = ok and alerting["status"] == "ok"
         body["status"] = "ok" if ok else "degraded"
         if not ok:
             response.status_code = 503

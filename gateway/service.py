@@ -84,7 +84,10 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
                               delivery_attempts=settings.alerting_delivery_attempts,
                               retry_backoff_s=settings.alerting_retry_backoff_s,
                               voice_severities=tuple(settings.voice_severities),
-                              contact_rate_per_hour=settings.alerting_contact_rate_per_hour)
+                              contact_rate_per_hour=settings.alerting_contact_rate_per_hour,
+                              life_safety_retry_s=settings.life_safety_retry_s,
+                              routine_retry_s=settings.alerting_routine_retry_s,
+                              claim_lease_s=settings.alerting_claim_lease_s)
     return AlertingEngine(sessions, load_routing(settings.alerting_routes), channels, metrics, options)
 
 

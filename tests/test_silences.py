@@ -52,7 +52,7 @@ def test_maintenance_holds_faults_until_it_ends_but_never_smoke(tmp_path: Path, 
 
         # The window ends with the fault still unacknowledged: now the contractor hears of it.
         wait_for(lambda: webhooks.paths().count("/contractor") == 2, timeout=15, what="fault sent after maintenance")
-        assert timeline(gw, fault.id)[-1] == "notified"
+        wait_for(lambda: timeline(gw, fault.id)[-1] == "notified", what="recorded after the send")
 
 
 def test_acknowledged_during_a_silence_is_never_sent(tmp_path: Path, mosquitto: MosquittoServer,
