@@ -85,6 +85,7 @@ def _iso(at: datetime | None) -> str | None:
 def _incident(i: Incident) -> dict[str, Any]:
     return {"id": i.id, "type": i.type, "severity": i.severity, "state": i.state, "drill": i.drill,
             "institution_id": i.institution_id, "device_id": i.device_id, "route": i.route, "policy": i.policy,
-            "event_count": i.event_count, "closure_code": i.closure_code, "opened_at": _iso(i.opened_at),
+            "event_count": i.event_count, "closure_code": i.closure_code, "fallback": i.fallback,
+            "opened_at": _iso(i.opened_at),
             "acknowledged_at": _iso(i.acknowledged_at), "dispatched_at": _iso(i.dispatched_at),
             "resolved_at": _iso(i.resolved_at), "reviewed_at": _iso(i.reviewed_at)}
