@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,11 @@ class WorkerSupervisor:
         if self._thread.is_alive():
             self._thread.join(timeout)
         stop_workers(self.procs, timeout)
+        if self.procs:
+            # multiprocessing's resource tracker (a helper process the workers share) would otherwise
+            # exit only after we do: stop and reap it now, so nothing outlives the gateway.
+            with contextlib.suppress(Exception):
+                resource_tracker._resource_tracker._stop()  # type: ignore[attr-defined]
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
