@@ -105,6 +105,12 @@ class DeployedGateway:
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_for(self.ready, timeout=timeout, what=f"gateway ready (log: {self.log})")
 
+    def health_status(self) -> str:
+        try:
+            return str(httpx.get(f"{self.url}/healthz", timeout=5).json().get("status"))
+        except (httpx.HTTPError, ValueError):
+            return "unreachable"
+
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
 
