@@ -5,6 +5,7 @@ SQLite is the default; PostgreSQL works with ``postgresql+psycopg://...``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, T
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -142,11 +145,17 @@ def alembic_config(engine: Engine) -> Any:
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent; safe with several instances)."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
     cfg = alembic_config(engine)
     with engine.begin() as conn:
+        before = MigrationContext.configure(conn).get_current_revision()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    if after != before:
+        log.info("database schema %s: %s -> %s", engine.url.render_as_string(hide_password=True),
+                 before or "empty", after)
 
 
 def init_db(engine: Engine) -> sessionmaker[Any]:

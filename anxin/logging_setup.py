@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 # Libraries that narrate every packet at INFO.
-NOISY = ("transitions", "amqtt", "httpx", "gmqtt")
+NOISY = ("transitions", "amqtt", "httpx", "gmqtt", "alembic")  # alembic: migrate() says one line
 
 
 def setup_logging(level: int = logging.INFO, tag: str = "") -> None:
