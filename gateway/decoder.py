@@ -166,8 +166,8 @@ class _ReadingRule:
 
 
 class _EventRule:
-    __slots__ = ("above", "active", "active_text", "below", "clear", "clear_text", "detail", "field", "mask",
-                 "momentary", "open_ended", "path", "shared", "type", "unless", "values", "when")
+    __slots__ = ("above", "active", "active_text", "below", "boolean", "clear", "clear_text", "detail", "field",
+                 "mask", "momentary", "open_ended", "path", "shared", "type", "unless", "values", "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
@@ -187,6 +187,9 @@ class _EventRule:
         # thresholds name every value they understand.
         self.open_ended = self.momentary or bool(self.active_text or self.clear_text)
         self.values = [*spec.active, *spec.clear]
+        # A rule listing only booleans ("active: [true]": a second leak zone, end of life) understands both:
+        # the other one is "not this", and the device's real state comes from another rule.
+        self.boolean = bool(self.values) and all(isinstance(normalize(v), bool) for v in self.values)
         self.shared = False  # another rule reads the same field (set by CompiledProfile)
 
     def verdict(self, doc: Any) -> str | None:
@@ -200,7 +203,10 @@ class _EventRule:
             return ACCEPTED
         if self.mask is not None or self.below is not None or self.above is not None:
             return ACCEPTED if to_number(raw) is not None else f"{self.type}: not a number"
-        if _hashable(normalize(raw)) in self.clear:  # a momentary rule's clear value
+        value = normalize(raw)
+        if _hashable(value) in self.clear:  # a momentary rule's clear value
+            return ACCEPTED
+        if self.boolean and isinstance(value, bool):
             return ACCEPTED
         return f"{self.type}: not one of {self.values}"
 

@@ -67,6 +67,9 @@ def readings(settings: Any) -> list[tuple[str, str, float]]:
     ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", "online", None),
     ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", '{"state":"online"}', None),
     ("x", "wanlin-alarm-host", '{"dcode":"1","content":"布防_1防区"}', None),  # arming: text rules
+    # a rule listing only one boolean understands the other ("not this"; another rule clears)
+    ("zigbee2mqtt/l", "zigbee2mqtt-water-leak-zones", '{"water_leak_alarm_1":false,"water_leak_alarm_2":false}', None),
+    ("zigbee2mqtt/c", "zigbee2mqtt-nous-e12-co", '{"carbon_monoxide":false,"end_of_life":false}', None),
     # garbage: wrong shape or a value no rule reading its field understands
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "[1,2,3]", "payload is a JSON array"),
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '"hello"', "payload is a bare string"),
@@ -74,6 +77,10 @@ def readings(settings: Any) -> list[tuple[str, str, float]]:
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", "42", "payload is a bare number"),
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"smoke":"maybe"}', "smoke = 'maybe': alarm.smoke: not one of"),
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"smoke":{"a":1}}', "smoke = '{\"a\":1}'"),
+    ("zigbee2mqtt/l", "zigbee2mqtt-water-leak-zones", '{"water_leak_alarm_2":"maybe"}',
+     "water_leak_alarm_2 = 'maybe': alarm.water_leak: not one of [True]"),
+    ("zigbee2mqtt/c", "zigbee2mqtt-nous-e12-co", '{"end_of_life":"soon"}',
+     "end_of_life = 'soon': fault.sensor: not one of [True]"),
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"battery":"full"}', "battery = 'full': metric battery: not a number"),
     ("zigbee2mqtt/s", "zigbee2mqtt-smoke", '{"battery":true}', "metric battery: not a number"),
     ("zigbee2mqtt/s/availability", "zigbee2mqtt-availability", "maybe", "$ = 'maybe'"),

@@ -233,6 +233,22 @@ def test_gas_sentinel_is_a_fault_never_a_number(raw: str, status: str) -> None:
     assert healthy.states == [("fault.sensor", "clear")]
 
 
+def test_one_gas_faulty_the_other_normal_is_one_fault_and_nothing_else() -> None:
+    """The healthy gas's "normal" is not garbage, and clears nothing while the other gas is faulty."""
+    r = decode(*_raw(bytes.fromhex("047D0A00057DFFFF")), assigned={DEV: "milesight-gs301"})
+    assert (r.values, r.states) == ({"nh3": 0.1}, [("fault.sensor", "active")])
+    assert r.events[0].detail["h2s"] == "device error" and "reason" not in r.events[0].detail
+
+
+@pytest.mark.parametrize(("profile", "frame"), [("milesight-ts201-v2", "93673401640002"),
+                                                ("milesight-ts101", "93D73401E80302"),
+                                                ("milesight-em500-pt100", "83D73401640002")])
+def test_mutation_alarm_is_neither_a_fridge_alarm_nor_a_fault(profile: str, frame: str) -> None:
+    r = decode(*_raw(bytes.fromhex(frame)), assigned={DEV: profile})
+    assert r.values == {"temperature": 30.8}
+    assert [s for s in r.states if s[0] != "fault.sensor" or s[1] != "clear"] == []  # TS201: a reading clears
+
+
 def test_probe_read_error_is_a_fault_and_a_reading_clears_it() -> None:
     err = decode(*_raw(bytes.fromhex("B36700")), assigned={DEV: "milesight-ts201-v2"})
     assert (err.values, err.states) == ({}, [("fault.sensor", "active")])
