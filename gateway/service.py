@@ -11,11 +11,15 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
+from alerting.channels import make_sms_voice
+from alerting.channels.base import Channel
+from alerting.channels.email import EmailChannel
+from alerting.channels.robots import DingTalkRobot, FeishuRobot, WeComRobot
+from alerting.channels.sia_dc09 import SiaDc09Channel
+from alerting.channels.webhook import WebhookChannel
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.leases import RulesLease
 from alerting.routing import load_routing
-from alerting.sia_dc09 import SiaDc09Channel
 from alerting.thresholds import (
     InfluxWindowSource,
     OfflineDetector,
@@ -69,8 +73,6 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
                                      username=settings.smtp_username, password=settings.smtp_password,
                                      starttls=settings.smtp_starttls))
     if settings.sms_provider:
-        from alerting.sms_voice import make_sms_voice
-
         sms, voice = make_sms_voice(
             settings.sms_provider, key_id=settings.sms_key_id, key_secret=settings.sms_key_secret,
             sign_name=settings.sms_sign_name, sms_template=settings.sms_template,
