@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.ack_links import make_token
-from alerting.channels import Channel, ChannelError
+from alerting.channels.base import Channel, ChannelError
 from alerting.directory import DUTY, NOTICE_ROLES, RESPONDER_ROLES, Recipients, addresses, recipients, unroutable_reason
 from alerting.health import DeliveryHealth
 from alerting.messages import Notification, build, build_notice, delivery_key

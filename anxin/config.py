@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
-    # SMS and voice calls to contacts' phones (alerting/sms_voice.py): "" (off), aliyun or tencent.
+    # SMS and voice calls to contacts' phones (alerting/channels/sms_*.py): "" (off), aliyun or tencent.
     sms_provider: Literal["", "aliyun", "tencent"] = ""
     sms_key_id: str = ""  # AccessKeyId (Aliyun) / SecretId (Tencent)
     sms_key_secret: str = ""

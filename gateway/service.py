@@ -11,11 +11,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.channels import Channel, DingTalkRobot, EmailChannel, FeishuRobot, WebhookChannel, WeComRobot
+from alerting.channels import build_channels
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.leases import RulesLease
 from alerting.routing import load_routing
-from alerting.sia_dc09 import SiaDc09Channel
 from alerting.thresholds import (
     InfluxWindowSource,
     OfflineDetector,
@@ -63,21 +62,6 @@ def make_sink(settings: Settings) -> TelemetrySink:
 
 
 def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> AlertingEngine:
-    channels: list[Channel] = [WebhookChannel(), DingTalkRobot(), WeComRobot(), FeishuRobot(), SiaDc09Channel()]
-    if settings.smtp_host:
-        channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender,
-                                     username=settings.smtp_username, password=settings.smtp_password,
-                                     starttls=settings.smtp_starttls))
-    if settings.sms_provider:
-        from alerting.sms_voice import make_sms_voice
-
-        sms, voice = make_sms_voice(
-            settings.sms_provider, key_id=settings.sms_key_id, key_secret=settings.sms_key_secret,
-            sign_name=settings.sms_sign_name, sms_template=settings.sms_template,
-            voice_template=settings.voice_template, sms_app_id=settings.sms_app_id,
-            voice_app_id=settings.voice_app_id, show_number=settings.voice_show_number, region=settings.sms_region,
-            sms_endpoint=settings.sms_endpoint, voice_endpoint=settings.voice_endpoint)
-        channels += [sms, voice] if settings.voice_template else [sms]
     options = AlertingOptions(instance_id=settings.alerting_instance_id, ack_secret=settings.alerting_secret.encode(),
                               ack_ttl_s=settings.ack_link_ttl_s,
                               public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
@@ -88,7 +72,8 @@ def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: 
                               life_safety_retry_s=settings.life_safety_retry_s,
                               routine_retry_s=settings.alerting_routine_retry_s,
                               claim_lease_s=settings.alerting_claim_lease_s)
-    return AlertingEngine(sessions, load_routing(settings.alerting_routes), channels, metrics, options)
+    return AlertingEngine(sessions, load_routing(settings.alerting_routes), build_channels(settings), metrics,
+                          options)
 
 
 class Gateway:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
-from alerting.channels import WebhookChannel
+from alerting.channels.webhook import WebhookChannel
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.models import Contact, Delivery, DrillWindow, EscalationStep, Incident, TimelineEntry
 from alerting.routing import load_routing

@@ -24,12 +24,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 
-from alerting.channels import ChannelError, WebhookChannel, message_id, post
+from alerting.channels.base import ChannelError, post
+from alerting.channels.email import message_id
+from alerting.channels.sms_aliyun import aliyun_permanent
+from alerting.channels.sms_tencent import tencent_permanent
+from alerting.channels.webhook import WebhookChannel
 from alerting.engine import AlertingEngine, AlertingOptions
 from alerting.messages import Notification
 from alerting.models import Contact, Delivery, DrillWindow, EscalationStep, Incident, TimelineEntry
 from alerting.routing import load_routing
-from alerting.sms_voice import aliyun_permanent, tencent_permanent
 from anxin.db import Device, Institution, init_db, make_engine
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType

@@ -11,9 +11,9 @@ from pysiaalarm.account import SIAAccount
 from pysiaalarm.event import SIAEvent
 from pysiaalarm.sync.client import SIAClient
 
-from alerting.channels import ChannelError
+from alerting.channels.base import ChannelError
+from alerting.channels.sia_dc09 import SiaDc09Channel, crc16_arc, frame
 from alerting.messages import Notification
-from alerting.sia_dc09 import SiaDc09Channel, crc16_arc, frame
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.servers import free_port
 from tests.servers.mosquitto import MosquittoServer

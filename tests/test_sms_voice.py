@@ -13,23 +13,25 @@ from urllib.parse import parse_qsl
 import pytest
 from sqlalchemy import select
 
-from alerting.channels import ChannelError
-from alerting.messages import build
-from alerting.models import Delivery
-from alerting.sms_voice import (
+from alerting.channels import make_sms_voice
+from alerting.channels.base import ChannelError
+from alerting.channels.sms_aliyun import (
     AliyunSms,
     AliyunVoice,
-    TencentSms,
-    TencentVoice,
     aliyun_percent_encode,
     aliyun_rpc_signature,
     aliyun_string_to_sign,
-    make_sms_voice,
+)
+from alerting.channels.sms_tencent import (
+    TencentSms,
+    TencentVoice,
     tc3_authorization,
     tc3_canonical_request,
     tc3_signature,
     tc3_string_to_sign,
 )
+from alerting.messages import build
+from alerting.models import Delivery
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import Received, WebhookReceiver
 

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from Crypto.Cipher import AES
 
-from alerting.channels import ChannelError
+from alerting.channels.base import ChannelError
 from alerting.messages import Notification
 
 # Contact ID event codes (qualifier 1 = new event) for our event types.
