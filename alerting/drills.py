@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.commissioning import unverified_counts
 from alerting.models import DrillWindow, Incident
 from anxin.db import Institution
 
@@ -24,6 +25,7 @@ class DrillRecord:
     quarter: str  # "2026Q4"
     drills: int  # drill windows held in the quarter
     drill_alarms: int  # alarms raised inside them (incidents flagged drill)
+    unverified_devices: int = 0  # registered devices whose test press has not been seen end to end (now)
 
     @property
     def compliant(self) -> bool:
@@ -47,6 +49,8 @@ def drill_records(sessions: sessionmaker[Session], year: int, quarter: int) -> l
         alarms = dict(s.execute(select(Incident.institution_id, func.count())
                                 .where(Incident.drill.is_(True), Incident.opened_at >= start, Incident.opened_at < end)
                                 .group_by(Incident.institution_id)).all())
+        unverified = unverified_counts(s)
         institutions = s.execute(select(Institution.id, Institution.name).order_by(Institution.id)).all()
-    return [DrillRecord(i.id, i.name, f"{year}Q{quarter}", int(windows.get(i.id, 0)), int(alarms.get(i.id, 0)))
+    return [DrillRecord(i.id, i.name, f"{year}Q{quarter}", int(windows.get(i.id, 0)), int(alarms.get(i.id, 0)),
+                        unverified.get(i.id, 0))
             for i in institutions]

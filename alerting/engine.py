@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting import commissioning
 from alerting.ack_links import make_token
 from alerting.channels.base import Channel, ChannelError
 from alerting.directory import DUTY, NOTICE_ROLES, RESPONDER_ROLES, Recipients, addresses, recipients, unroutable_reason
@@ -807,6 +808,7 @@ class AlertingEngine:
                 raise TransitionError(f"no incident {incident_id}")
             if to not in TRANSITIONS[incident.state]:
                 raise TransitionError(f"incident {incident_id} is {incident.state}; cannot become {to}")
+            first_ack = incident.acknowledged_at is None and to in ("acknowledged", "dispatched")
             if to == "resolved":
                 if closure_code not in CLOSURE_CODES:
                     raise TransitionError(f"resolving needs a closure code: one of {', '.join(CLOSURE_CODES)}")
@@ -826,6 +828,8 @@ class AlertingEngine:
             incident.state = to
             s.add(TimelineEntry(incident_id=incident_id, at=now, action=to, actor=actor, channel=channel,
                                 detail={"closure_code": closure_code, "note": note} if closure_code or note else {}))
+            if first_ack:  # a person has seen it: a drill incident may prove its device (commissioning)
+                commissioning.on_acknowledged(s, incident, actor, channel, now)
             # Someone has it: stop escalating and retrying (a round being sent finishes).
             s.execute(update(EscalationStep)
                       .where(EscalationStep.incident_id == incident_id,

@@ -29,6 +29,7 @@ class TimelineAction(StrEnum):
     UNROUTABLE = "unroutable"  # ... and there is no duty contact either: nobody could be notified
     CHANNEL_FAILING = "channel_failing"  # a contact's channel fails: the contractor / duty are told
     TAKEN_OVER = "taken_over"  # a step claimed by a sender that died was taken over by another
+    DEVICE_VERIFIED = "device_verified"  # acknowledging this drill incident commissioned its device
 
 
 class StepStatus(StrEnum):

@@ -15,13 +15,16 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from anxin.model import METRIC_UNITS, Event, EventState, EventType
+
+if TYPE_CHECKING:
+    from anxin.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +232,14 @@ class Leader(Protocol):
 class LastSeenSource(Protocol):
     def last_seen(self, lookback_s: int) -> dict[str, float]:
         """device id -> epoch seconds of its newest reading within the lookback."""
+
+
+def window_source(settings: Settings) -> InfluxWindowSource | SqliteWindowSource:
+    """The telemetry store the settings name (the gateway writes its readings there)."""
+    if settings.telemetry_sink == "sqlite":
+        return SqliteWindowSource(settings.sqlite_telemetry_path)
+    return InfluxWindowSource(settings.influx_url, settings.influx_database, settings.influx_username,
+                              settings.influx_password)
 
 
 def influx_last_seen(source: InfluxWindowSource, lookback_s: int) -> dict[str, float]:

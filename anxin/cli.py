@@ -115,17 +115,81 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_migrations(args: argparse.Namespace) -> None:
+    """Report commands print a table: Alembic's start-up lines (INFO) only with --verbose."""
+    if not args.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def cmd_drills(args: argparse.Namespace) -> int:
     from alerting.drills import drill_records
     from anxin.config import Settings
     from anxin.db import init_db, make_engine
 
-    year, quarter = (int(x) for x in args.quarter.upper().split("Q"))
-    records = drill_records(init_db(make_engine(Settings().database_url)), year, quarter)
-    print("机构 Institution\t季度 Quarter\t演练 Drills\t演练报警 Drill alarms\t达标 Compliant")
+    _quiet_migrations(args)
+    try:
+        year, quarter = (int(x) for x in args.quarter.upper().split("Q"))
+        records = drill_records(init_db(make_engine(Settings().database_url)), year, quarter)
+    except ValueError:
+        print(f"anxin drills: 季度格式如 2026Q4 quarter must look like 2026Q4, not {args.quarter!r}", file=sys.stderr)
+        return EXIT_USAGE
+    print("机构 Institution\t季度 Quarter\t演练 Drills\t演练报警 Drill alarms\t达标 Compliant"
+          "\t未验证设备 Unverified devices")
     for r in records:
-        print(f"{r.institution}\t{r.quarter}\t{r.drills}\t{r.drill_alarms}\t{'是 yes' if r.compliant else '否 NO'}")
+        print(f"{r.institution}\t{r.quarter}\t{r.drills}\t{r.drill_alarms}\t{'是 yes' if r.compliant else '否 NO'}"
+              f"\t{r.unverified_devices}")
     return 0 if all(r.compliant for r in records) else 1
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """The device registry with each device's commissioning state; with --unverified, exit 1 when any
+    device still waits for its test press to be seen end to end."""
+    import sqlite3
+    from zoneinfo import ZoneInfo
+
+    import httpx
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from alerting.commissioning import device_rows, telemetry_seen
+    from anxin.config import Settings
+    from anxin.db import Institution, Verification, init_db, make_engine
+
+    def local(at: datetime | None) -> str:
+        return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+    _quiet_migrations(args)
+    try:
+        settings = Settings()
+        sessions = init_db(make_engine(settings.database_url))
+        if args.institution is not None:
+            with sessions() as s:
+                if s.get(Institution, args.institution) is None:
+                    print(f"anxin devices: 没有此机构 no institution {args.institution!r}", file=sys.stderr)
+                    return EXIT_USAGE
+    except SQLAlchemyError as exc:
+        print(f"anxin devices: 数据库不可用 database unavailable: {exc.__class__.__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        seen = telemetry_seen(settings)
+    except (httpx.HTTPError, sqlite3.Error, KeyError, ValueError) as exc:  # events still tell when it was seen
+        print(f"anxin devices: 遥测库不可用 telemetry store unavailable ({exc.__class__.__name__}): "
+              "last seen from events only", file=sys.stderr)
+        seen = {}
+    try:
+        rows = device_rows(sessions, unverified_only=args.unverified, institution=args.institution,
+                           readings_seen=seen)
+    except SQLAlchemyError as exc:
+        print(f"anxin devices: 数据库不可用 database unavailable: {exc.__class__.__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    print("设备 Device\t机构 Institution\t房间 Room\t配置 Profile\t验证 Verification\t最后上报 Last seen (北京时间)")
+    for r in rows:
+        state = (f"已验证 verified {local(r.verified_at)} by {r.verified_by} (#{r.verified_incident_id})"
+                 if r.verification is Verification.VERIFIED else "未验证 UNVERIFIED")
+        print(f"{r.device_id}\t{r.institution or r.institution_id or '-'}\t{r.room or '-'}\t{r.profile or '-'}"
+              f"\t{state}\t{local(r.last_seen)}")
+    unverified = sum(r.verification is Verification.UNVERIFIED for r in rows)
+    print(f"{len(rows)} 台设备 devices, {unverified} 台未验证 unverified", file=sys.stderr)
+    return 1 if args.unverified and rows else 0
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -379,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drills", help="quarterly drill record per institution (exit 1 if one is missing)")
     p.add_argument("quarter", help="e.g. 2026Q4")
     p.set_defaults(func=cmd_drills)
+
+    p = sub.add_parser("devices", help="registered devices and their commissioning state (exit 1 with "
+                       "--unverified if any)")
+    p.add_argument("--unverified", action="store_true", help="only devices whose test press was not seen end to end")
+    p.add_argument("--institution", help="only this institution (id)")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("silence", help="hold back non-life-safety notifications for a while (silence / maintenance)")
     p.add_argument("--institution", help="only this institution (default: all)")

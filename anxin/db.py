@@ -10,10 +10,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, LargeBinary, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -58,6 +59,14 @@ class Institution(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Verification(StrEnum):
+    """Commissioning state of a device (alerting/commissioning.py): verified once its test press has
+    been seen end to end — decoded, routed to the drill receivers, acknowledged by a person."""
+
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+
+
 class Device(Base):
     __tablename__ = "devices"
 
@@ -67,6 +76,10 @@ class Device(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     room: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    verification: Mapped[str] = mapped_column(String(12), default=Verification.UNVERIFIED)  # Verification
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verified_by: Mapped[str] = mapped_column(String(200), default="")  # the timeline actor who acknowledged
+    verified_incident_id: Mapped[int | None] = mapped_column(Integer)  # the proof (incidents.id)
 
 
 class EventRecord(Base):

@@ -76,7 +76,7 @@ class Registry:
 def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) -> tuple[int, int]:
     """Upsert ``{"institutions": [...], "devices": [...], "contacts": [...], "drills": [...],
     "silences": [...]}``; returns the (institutions, devices) counts."""
-    from alerting import silences
+    from alerting import commissioning, silences
     from alerting.models import Contact, DrillWindow
 
     insts = list(data.get("institutions") or [])
@@ -87,8 +87,10 @@ def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) ->
                                 district=i.get("district", "")))
         s.flush()
         for d in devs:
-            s.merge(Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
-                           name=d.get("name", ""), room=d.get("room", "")))
+            device = Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
+                            name=d.get("name", ""), room=d.get("room", ""))
+            commissioning.reset_if_changed(device, s.get(Device, device.id))
+            s.merge(device)
         for c in data.get("contacts") or []:
             s.merge(Contact(
                 id=str(c["id"]), role=c["role"], name=c.get("name", ""), institution_id=c.get("institution"),

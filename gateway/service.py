@@ -23,6 +23,7 @@ from alerting.thresholds import (
     influx_last_seen,
     load_thresholds,
     sqlite_last_seen,
+    window_source,
 )
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
@@ -157,10 +158,7 @@ class Gateway:
         return out
 
     def _window_source(self) -> InfluxWindowSource | SqliteWindowSource:
-        s = self.settings
-        if s.telemetry_sink == "sqlite":
-            return SqliteWindowSource(s.sqlite_telemetry_path)
-        return InfluxWindowSource(s.influx_url, s.influx_database, s.influx_username, s.influx_password)
+        return window_source(self.settings)
 
     def _device_info(self, device_id: str) -> tuple[str | None, str | None, str]:
         info = self.registry.lookup(device_id)
