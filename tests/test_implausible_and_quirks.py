@@ -5,6 +5,7 @@ are fixed before the plausibility check; their schema errors are precise."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from alerting.thresholds import InfluxWindowSource, SqliteWindowSource, influx_last_seen, sqlite_last_seen
+from anxin.cli import EXIT_BAD_PROFILES
 from anxin.model import EventType, Quality, Reading
 from gateway.decoder import CompiledProfile, Decoded
 from gateway.profile_schema import DeviceProfile
@@ -23,6 +25,7 @@ from gateway.sinks.line_protocol import encode
 from gateway.sinks.sqlite_sink import SqliteSink
 from tests.harness import wait_for
 from tests.servers.influxdb import InfluxServer
+from tests.test_cli import anxin
 
 
 def batch(now: datetime) -> list[Reading]:
@@ -181,3 +184,21 @@ def test_quirk_schema_errors_are_precise(quirk: dict[str, Any], error: str) -> N
     doc["quirks"] = [quirk]
     with pytest.raises(ValidationError, match=error):
         DeviceProfile.model_validate(doc)
+
+
+def test_quirks_from_a_profile_file_with_anxin_decode(tmp_path: Path) -> None:
+    """As a user checks a profile: the file loaded from disk, a bad quirk a one-line error."""
+    (tmp_path / "acme-air.yaml").write_text(PROFILE, encoding="utf-8")
+    out = anxin("decode", "--profiles", str(tmp_path), "--topic", "acme/room-1",
+                "--payload", '{"fw_ver": "2.0.1", "co2": 50000, "temp": 80.0, "hum": -5.0}')
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {x["metric"]: x["value"] for x in lines if x["kind"] == "reading"} == {"co2": 5000.0, "temperature": 80.0}
+    assert [x["detail"]["metric"] for x in lines if x["kind"] == "event"] == ["humidity"]  # 2.0.1 does not swap
+
+    (tmp_path / "acme-air.yaml").write_text(PROFILE.replace("scale: {co2: 0.1}", "scale: {pm25: 0.1}"),
+                                            encoding="utf-8")
+    out = anxin("decode", "--profiles", str(tmp_path), "--topic", "acme/room-1", "--payload", "{}")
+    assert out.returncode == EXIT_BAD_PROFILES
+    assert "acme-air.yaml" in out.stderr and "quirks[1] names pm25" in out.stderr
+    assert "Traceback" not in out.stderr
