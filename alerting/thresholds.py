@@ -256,7 +256,9 @@ def influx_last_seen(source: InfluxWindowSource, lookback_s: int) -> dict[str, f
 def sqlite_last_seen(source: SqliteWindowSource, lookback_s: int) -> dict[str, float]:
     since = int((datetime.now(UTC).timestamp() - lookback_s) * 1e9)
     with sqlite3.connect(source._path) as conn:
-        rows = conn.execute("SELECT device_id, max(ts_ns) FROM readings WHERE ts_ns > ? GROUP BY device_id",
+        # An implausible value still shows the device is reporting (as InfluxDB's /.*/ includes it).
+        rows = conn.execute("SELECT device_id, max(ts_ns) FROM (SELECT device_id, ts_ns FROM readings UNION ALL "
+                            "SELECT device_id, ts_ns FROM implausible_readings) WHERE ts_ns > ? GROUP BY device_id",
                             (since,)).fetchall()
     return {d: ts / 1e9 for d, ts in rows}
 

@@ -82,6 +82,15 @@ METRICS: dict[str, Metric] = {
 METRIC_UNITS: dict[str, str] = {name: m.unit for name, m in METRICS.items()}
 
 
+class Quality(StrEnum):
+    """Whether a stored value counts as a measurement. An implausible one (outside its metric's range) is
+    kept for engineers, apart from the metric's data (InfluxDB measurement ``implausible``, SQLite table
+    ``implausible_readings``), so thresholds, dashboards and ``SELECT … FROM co2`` never see it."""
+
+    GOOD = "good"
+    IMPLAUSIBLE = "implausible"
+
+
 @dataclass(slots=True)
 class Reading:
     device_id: str
@@ -89,13 +98,14 @@ class Reading:
     value: float
     ts: datetime  # aware, UTC
     institution_id: str | None = None
+    quality: Quality = Quality.GOOD
 
     @property
     def unit(self) -> str:
         return METRIC_UNITS[self.metric]
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": "reading",
             "device_id": self.device_id,
             "institution_id": self.institution_id,
@@ -104,6 +114,9 @@ class Reading:
             "unit": self.unit,
             "ts": self.ts.isoformat(),
         }
+        if self.quality is not Quality.GOOD:
+            out["quality"] = self.quality.value
+        return out
 
 
 @dataclass(slots=True)

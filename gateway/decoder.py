@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from anxin.model import METRIC_UNITS, METRICS, Event, EventState, EventType, Reading
+from anxin.model import METRIC_UNITS, METRICS, Event, EventState, EventType, Quality, Reading
 from gateway.codecs import CodecError, get_codec
 from gateway.paths import MISSING, Segment, parse_path, resolve
-from gateway.profile_schema import Condition, DeviceProfile, EventSpec, ReadingSpec
+from gateway.profile_schema import Condition, DeviceProfile, EventSpec, Quirk, ReadingSpec
 from gateway.timestamps import parse_timestamp, trusted
 from gateway.topics import TopicTemplate, compile_template
 from gateway.values import Converter, canonical_unit_name, converter, normalize, to_number
@@ -38,6 +38,8 @@ class Decoded:
     events: list[Event] = field(default_factory=list)
     # Why parts of the message were unusable; each problem is also a fault.sensor event in ``events``.
     problems: list[str] = field(default_factory=list)
+    # Readings outside their metric's range, flagged Quality.IMPLAUSIBLE: stored apart, never as readings.
+    implausible: list[Reading] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
@@ -165,6 +167,15 @@ class _ReadingRule:
         return convert(num) if convert else num
 
 
+class _Quirk:
+    __slots__ = ("offset", "scale", "swap", "when")
+
+    def __init__(self, spec: Quirk) -> None:
+        self.when = _Cond(spec.when)
+        self.swap = {spec.swap[0]: spec.swap[1], spec.swap[1]: spec.swap[0]} if spec.swap else {}
+        self.scale, self.offset = spec.scale, spec.offset
+
+
 class _EventRule:
     __slots__ = ("above", "active", "active_text", "below", "boolean", "clear", "clear_text", "detail", "field",
                  "mask", "momentary", "open_ended", "path", "shared", "type", "unless", "values", "when")
@@ -268,6 +279,7 @@ class CompiledProfile:
             self.rules_at.setdefault(rule.path, []).append(rule)
         for rule in rules:
             rule.shared = len(self.rules_at[rule.path]) > 1
+        self.quirks = [_Quirk(q) for q in spec.quirks]
         self.reads_bare = () in self.rules_at  # a "$" rule: bare strings/numbers are this profile's format
 
     # -- parsing -----------------------------------------------------------------------------------
@@ -369,8 +381,14 @@ class CompiledProfile:
         implausible: list[tuple[Segment, ...]] = []
         missed: list[_ReadingRule | _EventRule] = []
         seen: set[tuple[str, str]] = set()  # (device, metric) already read, when first_wins
+        quirks = [q for q in self.quirks if q.when.holds(doc)] if self.quirks else None
         for r in self.readings:
-            if r.plain:  # inlined: most readings are a plain number at a path, and most absent fields are
+            if quirks:
+                v, source = self._fixed(r, quirks, doc)
+                if v is None:
+                    missed.append(source)  # judged at the field it read
+                    continue
+            elif r.plain:  # inlined: most readings are a plain number at a path, and most absent fields are
                 raw = resolve(doc, r.path)  # simply absent (nothing to judge)
                 v = to_number(raw)
                 if v is None:
@@ -393,6 +411,8 @@ class CompiledProfile:
                 out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
             else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
                 implausible.append(r.path)
+                dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
+                out.implausible.append(Reading(dev, r.metric, v, ts, institution_id, Quality.IMPLAUSIBLE))
                 self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {r.range.check(v)}",
                             {"metric": r.metric, "value": _shown(v), "unit": METRIC_UNITS[r.metric]})
         for e in self.events:
@@ -418,6 +438,27 @@ class CompiledProfile:
             self._fault(out, ts, institution_id, f"payload is {_kind_of(doc)}, not the JSON object "
                         f"profile {self.name} reads", {"field": "$", "value": _shown(doc)})
         return out
+
+    def _fixed(self, r: _ReadingRule, quirks: list[_Quirk], doc: Any) -> tuple[float | None, _ReadingRule]:
+        """The reading's value with the active quirks fixed, and the rule whose field gave it: swapped (the
+        first quirk swapping the metric wins; the partner metric's first rule of the same probe that yields
+        gives the value), then scaled and offset."""
+        source = r
+        for q in quirks:
+            partner = q.swap.get(r.metric)
+            if partner is not None:
+                for o in self.readings:
+                    if o.metric == partner and (o.sub_device, o.sub_device_path) == (r.sub_device, r.sub_device_path):
+                        source = o
+                        if o.value(doc) is not None:
+                            break
+                break
+        v = source.value(doc)
+        if v is None:
+            return None, source
+        for q in quirks:
+            v = v * q.scale.get(r.metric, 1.0) + q.offset.get(r.metric, 0.0)
+        return v, source
 
     def _unusable_fields(self, out: Decoded, doc: Any, ts: datetime, institution_id: str | None,
                          missed: list[_ReadingRule | _EventRule], used: list[tuple[Segment, ...]]) -> None:

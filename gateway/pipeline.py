@@ -137,8 +137,10 @@ class Pipeline:
                 return self._route(decoded, origin, received_at, ack)
             # Nothing usable: the payload is kept as a dead letter beside the device's fault events.
             rejected = Rejected("unusable", f"profile {decoded.profile}: " + "; ".join(decoded.problems))
-            done = _AckAfter(2, ack)
+            done = _AckAfter(3 if decoded.implausible else 2, ack)
             self.events.persist(decoded.events, origin, received_at, done)
+            if decoded.implausible:  # what the sensor said, flagged (never a reading)
+                self.telemetry.add(decoded.implausible, done)
             self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, done)
             return rejected
         fault = self._registered_device_fault(topic, payload, rejected, received_at) if rejected.kind in (
@@ -184,12 +186,15 @@ class Pipeline:
             key = self.metrics.key("anxin_messages_total", profile=decoded.profile)
             self._message_keys[decoded.profile] = key
         self.metrics.inc_key(key)
-        if decoded.events and decoded.readings:
+        readings = decoded.readings
+        if decoded.implausible:  # flagged, stored apart from the readings (anxin.model.Quality)
+            readings = [*readings, *decoded.implausible]
+        if decoded.events and readings:
             ack = _AckAfter(2, ack)
         if decoded.events:
             self.events.persist(decoded.events, origin, received_at, ack)
-        if decoded.readings:
-            self.telemetry.add(decoded.readings, ack)
+        if readings:
+            self.telemetry.add(readings, ack)
         elif not decoded.events:
             ack()  # nothing to store (heartbeat, idle button, ignored topic)
         return decoded

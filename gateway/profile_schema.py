@@ -127,6 +127,36 @@ class ReadingSpec(_Strict):
         return self
 
 
+class Quirk(_Strict):
+    """A known fault of some devices of the model (one firmware), fixed on the decoded values in the
+    metrics' units, before the plausibility check: ``swap`` exchanges two metrics' values, then each
+    metric in ``scale`` / ``offset`` becomes ``value * scale + offset``. Applies when ``when`` holds."""
+
+    when: Condition
+    note: str = ""  # what is wrong and where it is known from
+    swap: list[str] | None = None
+    scale: dict[str, float] = Field(default_factory=dict)
+    offset: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fix(self) -> Quirk:
+        if self.swap is None and not self.scale and not self.offset:
+            raise ValueError("a quirk needs swap, scale or offset")
+        if self.swap is not None and (len(self.swap) != 2 or self.swap[0] == self.swap[1]):
+            raise ValueError(f"quirk swap takes two different metrics, got {self.swap}")
+        for metric in [*(self.swap or []), *self.scale, *self.offset]:
+            if metric not in METRIC_UNITS:
+                raise ValueError(f"quirk: unknown metric {metric!r}; known: {', '.join(METRIC_UNITS)}")
+        for metric, factor in self.scale.items():
+            if factor == 0:
+                raise ValueError(f"quirk scale of {metric} is 0: that erases the value")
+        return self
+
+    @property
+    def metrics(self) -> set[str]:
+        return {*(self.swap or []), *self.scale, *self.offset}
+
+
 class EventSpec(_Strict):
     """Maps a field to an event. Values in ``active``/``clear``, text containing one of
     ``active_contains``/``clear_contains``, or a numeric ``below``/``above`` threshold set the state; any
@@ -190,6 +220,7 @@ class DeviceProfile(_Strict):
     ignore: bool = False  # recognised traffic that carries nothing for us
     readings: list[ReadingSpec] = Field(default_factory=list)
     events: list[EventSpec] = Field(default_factory=list)
+    quirks: list[Quirk] = Field(default_factory=list)
 
     @field_validator("requires")
     @classmethod
@@ -232,4 +263,14 @@ class DeviceProfile(_Strict):
             raise ValueError("a json profile with a binary codec needs binary.path")
         if not self.ignore and not (self.readings or self.events):
             raise ValueError("a profile needs readings or events (or ignore: true)")
+        return self
+
+    @model_validator(mode="after")
+    def _quirks_fix_readings(self) -> DeviceProfile:
+        read = {r.metric for r in self.readings}
+        for i, quirk in enumerate(self.quirks):
+            unread = sorted(quirk.metrics - read)
+            if unread:
+                raise ValueError(f"quirks[{i}] names {', '.join(unread)}, which no reading of this profile "
+                                 f"yields (its readings: {', '.join(sorted(read)) or 'none'})")
         return self

@@ -172,6 +172,11 @@ def test_implausible_numbers_are_faults_not_readings(tmp_path: Path, mosquitto: 
         assert [(e.state, e.detail["value"]) for e in low][-1] == ("active", 5)
         # Messages with nothing usable left are also kept whole as dead letters; the others are not.
         assert sorted(d.payload for d in dead(gw)) == [b'{"temperature":"1e999"}', b'{"temperature":1.23e38}']
+        # What the sensors said is kept, flagged, apart from the readings (not "1e999": not a number).
+        with sqlite3.connect(settings.sqlite_telemetry_path) as db:
+            flagged = db.execute("SELECT device_id, institution_id, metric, value FROM implausible_readings").fetchall()
+        assert sorted(flagged) == [("air-1", "xm-001", "co2", 120.0), ("fridge", "xm-001", "temperature", -1e308),
+                                   ("fridge", "xm-001", "temperature", 1.23e38)]
 
 
 def test_http_push_without_usable_values_is_422_with_a_fault(tmp_path: Path) -> None:

@@ -21,6 +21,11 @@ field is always a float (``value=97.0``, never ``97i`` or ``True``) so a measure
 field-type conflict; NaN and ±inf, which InfluxDB cannot store and which would fail the whole line,
 are left out with a warning (the decoder already drops them, so this is a last guard).
 
+An implausible reading (``Reading.quality``, outside its metric's range) is written to the measurement
+``implausible`` with the metric as a third tag (``implausible,device_id=..,institution_id=..,metric=co2
+value=120.0 <ns>``): kept for engineers, never in the metric's own measurement, which thresholds and
+dashboards read.
+
 Measurement names are the canonical metric identifiers (anxin.model.METRIC_UNITS), so the line-protocol
 quirk of a line starting with ``#`` (a comment) cannot arise from them.
 
@@ -34,7 +39,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from anxin.model import Reading
+from anxin.model import Quality, Reading
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,9 @@ _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
 _TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\ ", "\r": "\\ "})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CACHE_LIMIT = 100_000  # distinct (device, institution) pairs; far above any one gateway's fleet
+
+IMPLAUSIBLE_MEASUREMENT = "implausible"
+_GOOD = Quality.GOOD
 
 _tag_cache: dict[tuple[str, str | None], str] = {}
 _measurement_cache: dict[str, str] = {}
@@ -118,6 +126,9 @@ def encode(readings: Sequence[Reading]) -> bytes:
         tags = tags_get((r.device_id, r.institution_id))
         if tags is None:
             tags = tag_set(r.device_id, r.institution_id)
+        if r.quality is not _GOOD:  # kept apart, the metric a tag (sorted last: "metric" > "institution_id")
+            meas = IMPLAUSIBLE_MEASUREMENT
+            tags = f"{tags},metric={escape_tag(r.metric)}"
         append(f"{meas}{tags} value={value!r}{suffix}")
     if skipped:
         log.warning("left out %d non-finite readings: InfluxDB cannot store NaN or infinity", skipped)

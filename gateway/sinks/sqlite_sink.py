@@ -7,12 +7,13 @@ and compiled-statement bookkeeping for every row) that buys nothing for a fixed 
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from anxin.model import Reading
+from anxin.model import Quality, Reading
 from gateway.sinks.line_protocol import timestamp_ns
 
 _SCHEMA = """
@@ -24,6 +25,16 @@ CREATE TABLE IF NOT EXISTS readings (
     value REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ix_readings_device_metric_ts ON readings (device_id, metric, ts_ns);
+-- Values outside their metric's plausible range (anxin.model.Quality): kept for engineers, apart from
+-- the readings that thresholds and dashboards use.
+CREATE TABLE IF NOT EXISTS implausible_readings (
+    ts_ns INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    institution_id TEXT,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_implausible_device_metric_ts ON implausible_readings (device_id, metric, ts_ns);
 """
 
 
@@ -45,8 +56,12 @@ class SqliteSink:
         self.points_written = 0
 
     def write(self, readings: Sequence[Reading]) -> None:
-        rows = [(timestamp_ns(r.ts), r.device_id, r.institution_id, r.metric, float(r.value)) for r in readings]
-        if not rows:
+        rows = [(timestamp_ns(r.ts), r.device_id, r.institution_id, r.metric, float(r.value)) for r in readings
+                if r.quality is Quality.GOOD]
+        # SQLite stores NaN as NULL (refused by NOT NULL): like InfluxDB, non-finite values are left out.
+        flagged = [(timestamp_ns(r.ts), r.device_id, r.institution_id, r.metric, float(r.value)) for r in readings
+                   if r.quality is not Quality.GOOD and math.isfinite(r.value)]
+        if not rows and not flagged:
             return
         with self._lock:
             self._conn.execute("BEGIN")
@@ -55,11 +70,15 @@ class SqliteSink:
                     "INSERT INTO readings (ts_ns, device_id, institution_id, metric, value) VALUES (?, ?, ?, ?, ?)",
                     rows,
                 )
+                if flagged:
+                    self._conn.executemany(
+                        "INSERT INTO implausible_readings (ts_ns, device_id, institution_id, metric, value) "
+                        "VALUES (?, ?, ?, ?, ?)", flagged)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            self.points_written += len(rows)
+            self.points_written += len(rows) + len(flagged)
 
     def close(self) -> None:
         with self._lock:
