@@ -402,8 +402,8 @@ class CompiledProfile:
                     continue
             if r.shared:
                 used.append(r.path)
+            dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
             if r.low <= v <= r.high:
-                dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
                 if self.first_wins:
                     if (dev, r.metric) in seen:
                         continue
@@ -411,7 +411,6 @@ class CompiledProfile:
                 out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
             else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
                 implausible.append(r.path)
-                dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
                 out.implausible.append(Reading(dev, r.metric, v, ts, institution_id, Quality.IMPLAUSIBLE))
                 self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {r.range.check(v)}",
                             {"metric": r.metric, "value": _shown(v), "unit": METRIC_UNITS[r.metric]})

@@ -27,11 +27,16 @@ def _points(influx: InfluxServer) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
+def wait_everything(influx: InfluxServer, webhooks: WebhookReceiver, timeout: float = 120) -> None:
+    """Until every reading is a point in InfluxDB and every press reached the police."""
+    wait_for(lambda: _points(influx) == READINGS, timeout=timeout, what=f"{READINGS} points in InfluxDB")
+    wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=timeout,
+             what=f"{PRESSES} presses at the police")
+
+
 def _check_everything_arrived(influx: InfluxServer, webhooks: WebhookReceiver, counts: Callable[[str], None],
                               what: str) -> None:
-    wait_for(lambda: _points(influx) == READINGS, timeout=120, what=f"{READINGS} points in InfluxDB")
-    wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=120,
-             what=f"{PRESSES} presses at the police")
+    wait_everything(influx, webhooks)
     time.sleep(2)  # anything sent twice would show now
     police = police_incidents(webhooks.received)
     counts(f"{what}: {_points(influx)}/{READINGS} points stored, {len(set(police))}/{PRESSES} presses "

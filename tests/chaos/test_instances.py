@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, func, select
 
 from anxin.db import EventRecord
 from tests.chaos.deployed import Load, chaos_registry, deployed, police_incidents
-from tests.chaos.test_broker_restart import PRESSES, READINGS, _points
+from tests.chaos.test_broker_restart import PRESSES, READINGS, _points, wait_everything
 from tests.harness import Publisher, wait_for
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
@@ -49,8 +49,7 @@ def test_three_instances_one_killed_under_load(tmp_path: Path, mosquitto: Mosqui
         victim.start()  # same client id: its session, and what the broker kept in flight for it, resume
         load.wait_acknowledged()
         load.close()
-        wait_for(lambda: _points(influx) == READINGS, timeout=180, what="every point")
-        wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=180, what="every press")
+        wait_everything(influx, webhooks, timeout=180)
         engine = create_engine(url)
         with engine.connect() as conn:
             def co2_events() -> int:

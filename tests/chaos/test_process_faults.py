@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.chaos.deployed import Load, alive, chaos_registry, children_of, deployed, police_incidents
-from tests.chaos.test_broker_restart import PRESSES, READINGS, _points
+from tests.chaos.test_broker_restart import PRESSES, READINGS, _points, wait_everything
 from tests.harness import wait_for
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
@@ -34,8 +34,7 @@ def test_sigterm_stops_cleanly_and_a_restart_takes_up_the_rest(
         stored_at_stop = _points(influx)
         load.wait_acknowledged()  # the broker queues the rest for the gateway's sessions
         gw.start().wait_ready()
-        wait_for(lambda: _points(influx) == READINGS, timeout=120, what="every point")
-        wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=120, what="every press")
+        wait_everything(influx, webhooks, timeout=120)
         load.close()
         assert gw.terminate() == 0
     police = police_incidents(webhooks.received)
@@ -61,8 +60,7 @@ def test_kill_9_under_load_workers_follow_and_a_restart_loses_nothing(
         wait_for(lambda: not any(alive(pid) for pid in orphans), timeout=60, what="the workers exit after kill -9")
         load.wait_acknowledged()
         gw.start().wait_ready()
-        wait_for(lambda: _points(influx) == READINGS, timeout=120, what="every point")
-        wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=120, what="every press")
+        wait_everything(influx, webhooks, timeout=120)
         load.close()
         assert gw.terminate() == 0
     police = police_incidents(webhooks.received)
