@@ -105,11 +105,11 @@ class DeployedGateway:
     def wait_ready(self, timeout: float = 60.0) -> None:
         wait_for(self.ready, timeout=timeout, what=f"gateway ready (log: {self.log})")
 
-    def health_status(self) -> str:
+    def health(self) -> dict[str, Any]:
         try:
-            return str(httpx.get(f"{self.url}/healthz", timeout=5).json().get("status"))
+            return dict(httpx.get(f"{self.url}/healthz", timeout=5).json())
         except (httpx.HTTPError, ValueError):
-            return "unreachable"
+            return {"status": "unreachable"}
 
     def metrics(self) -> str:
         return httpx.get(f"{self.url}/metrics", timeout=5).text
@@ -161,7 +161,12 @@ def chaos_registry(police_url: str, *, buttons: int) -> dict[str, Any]:
         "devices": [{"id": f"sos-{i}", "institution": "xm-001", "profile": "generic-json", "room": "前台"}
                     for i in range(buttons)],
         "contacts": [{"id": "police-siming", "role": "police", "district": "思明区", "name": "思明公安分局值班室",
-                      "webhook_url": f"{police_url}/police", "webhook_secret": "s"}],
+                      "webhook_url": f"{police_url}/police", "webhook_secret": "s"},
+                     {"id": "contractor-a", "role": "contractor", "institution": "xm-001", "name": "安保监控中心",
+                      "webhook_url": f"{police_url}/contractor"},
+                     {"id": "staff-a", "role": "institution", "institution": "xm-001", "name": "园长",
+                      "webhook_url": f"{police_url}/staff"},
+                     {"id": "duty", "role": "duty", "name": "平台值班台", "webhook_url": f"{police_url}/duty"}],
     }
 
 

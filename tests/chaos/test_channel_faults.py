@@ -30,7 +30,9 @@ def test_police_webhook_down_then_up(tmp_path: Path, mosquitto: MosquittoServer,
         webhooks.fail_for("/police", 20.0)
         recovers_at = time.time() + 20.0
         load = Load(mosquitto.port, readings=2000, presses=PRESSES, rate=200).start()
-        wait_for(lambda: "degraded" in gw.health_status(), timeout=30, what="/healthz degraded while failing")
+        wait_for(lambda: "police-siming" in str(gw.health().get("alerting", {}).get("failing_contacts")),
+                 timeout=30, what="/healthz names the failing police channel")
+        assert gw.health()["status"] == "degraded"
         load.wait_acknowledged()
         load.close()
         wait_for(lambda: len(set(police_incidents(webhooks.received))) == PRESSES, timeout=90, what="every press")
@@ -40,8 +42,8 @@ def test_police_webhook_down_then_up(tmp_path: Path, mosquitto: MosquittoServer,
     keys = Counter(_keys(webhooks))
     last = max(r.at for r in webhooks.received if r.path == "/police")
     counts(f"police webhook answering 500 for 20 s during {PRESSES} presses: {len(set(police))}/{PRESSES} "
-           f"delivered, the last {last - recovers_at:.1f} s after it recovered; {len(keys)} notifications "
-           f"(the step that reached nobody brought the next one forward), none twice; "
+           f"delivered, the last {last - recovers_at:.1f} s after it recovered; {len(keys)} notifications, "
+           f"none twice; {webhooks.paths().count('/duty')} notices to the duty desk; "
            f"{len(webhooks.failed)} failed attempts")
     assert len(set(police)) == PRESSES
     assert all(n == 1 for n in keys.values()), keys  # one per incident and step: no duplicate step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +65,10 @@ def test_kill_9_under_load_workers_follow_and_a_restart_loses_nothing(
         load.close()
         assert gw.terminate() == 0
     police = police_incidents(webhooks.received)
+    keys = Counter(r.headers["X-Anxin-Delivery-Key"] for r in webhooks.received if r.path == "/police")
     counts(f"kill -9 under load: {len(orphans)} child processes exited by themselves; {_points(influx)}/{READINGS} "
            f"points; {len(set(police))}/{PRESSES} presses at the police, {len(police) - len(set(police))} sent "
-           "twice (a step in flight at the kill)")
+           f"twice, each with the same delivery key (calls in flight at the kill)")
     assert _points(influx) == READINGS
+    assert {k.split("/")[0] for k in keys} == {str(i) for i in set(police)} and len(set(police)) == PRESSES
+    assert max(keys.values()) <= 2  # a repeat is the same step with the same key, never a third copy
