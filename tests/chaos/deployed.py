@@ -154,20 +154,24 @@ def deployed(workdir: Path, *, mqtt_port: int, registry: dict[str, Any] | None =
         gw.stop_quietly()
 
 
-def chaos_registry(police_url: str, *, buttons: int) -> dict[str, Any]:
-    """One institution with ``buttons`` panic buttons (generic JSON profile) and its district's police."""
-    return {
+def chaos_registry(police_url: str, *, buttons: int, everyone: bool = False) -> dict[str, Any]:
+    """One institution with ``buttons`` panic buttons (generic JSON profile) and its district's police;
+    with ``everyone`` also its contractor, director and the duty desk."""
+    registry: dict[str, Any] = {
         "institutions": [{"id": "xm-001", "name": "厦门市思明区小太阳托育园", "district": "思明区"}],
         "devices": [{"id": f"sos-{i}", "institution": "xm-001", "profile": "generic-json", "room": "前台"}
                     for i in range(buttons)],
         "contacts": [{"id": "police-siming", "role": "police", "district": "思明区", "name": "思明公安分局值班室",
-                      "webhook_url": f"{police_url}/police", "webhook_secret": "s"},
-                     {"id": "contractor-a", "role": "contractor", "institution": "xm-001", "name": "安保监控中心",
-                      "webhook_url": f"{police_url}/contractor"},
-                     {"id": "staff-a", "role": "institution", "institution": "xm-001", "name": "园长",
-                      "webhook_url": f"{police_url}/staff"},
-                     {"id": "duty", "role": "duty", "name": "平台值班台", "webhook_url": f"{police_url}/duty"}],
+                      "webhook_url": f"{police_url}/police", "webhook_secret": "s"}],
     }
+    if everyone:
+        registry["contacts"] += [
+            {"id": "contractor-a", "role": "contractor", "institution": "xm-001", "name": "安保监控中心",
+             "webhook_url": f"{police_url}/contractor"},
+            {"id": "staff-a", "role": "institution", "institution": "xm-001", "name": "园长",
+             "webhook_url": f"{police_url}/staff"},
+            {"id": "duty", "role": "duty", "name": "平台值班台", "webhook_url": f"{police_url}/duty"}]
+    return registry
 
 
 class Load:
@@ -228,5 +232,7 @@ class Load:
 
 
 def police_incidents(received: list[Any]) -> list[int]:
-    """Incident ids of every notification the police webhook got (one per press when all is well)."""
-    return [int(r.json()["incident_id"]) for r in received if r.path == "/police"]
+    """Incident ids of the first escalation step's notifications to the police (one per press when all is
+    well; a later step, due when nobody acknowledges, is a new notification, not a repeat)."""
+    return [int(r.json()["incident_id"]) for r in received
+            if r.path == "/police" and r.headers.get("X-Anxin-Delivery-Key", "").split("/")[1:2] == ["0"]]

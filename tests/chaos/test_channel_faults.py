@@ -25,7 +25,7 @@ def test_police_webhook_down_then_up(tmp_path: Path, mosquitto: MosquittoServer,
                                      webhooks: WebhookReceiver, counts: Callable[[str], None]) -> None:
     env = {"ANXIN_INFLUX_URL": influx.url, "ANXIN_MQTT_WORKERS": "2"}
     with deployed(tmp_path / "gw", mqtt_port=mosquitto.port, env=env,
-                  registry=chaos_registry(webhooks.url, buttons=PRESSES)) as gw:
+                  registry=chaos_registry(webhooks.url, buttons=PRESSES, everyone=True)) as gw:
         gw.start().wait_ready()
         webhooks.fail_for("/police", 20.0)
         recovers_at = time.time() + 20.0
@@ -55,7 +55,7 @@ def test_kill_9_while_the_police_call_is_in_flight(tmp_path: Path, mosquitto: Mo
     env = {"ANXIN_INFLUX_URL": influx.url, "ANXIN_MQTT_WORKERS": "2"}
     presses = 5
     with deployed(tmp_path / "gw", mqtt_port=mosquitto.port, env=env,
-                  registry=chaos_registry(webhooks.url, buttons=presses)) as gw:
+                  registry=chaos_registry(webhooks.url, buttons=presses, everyone=True)) as gw:
         gw.start().wait_ready()
         held = webhooks.hold("/police")  # requests arrive, answers wait: the gateway is mid-call
         load = Load(mosquitto.port, readings=500, presses=presses, rate=500).start()
