@@ -52,6 +52,13 @@ class Decoded:
 ACCEPTED = ""
 
 
+def _sub_id(raw: Any) -> str:
+    """A sub-device's id as found in a payload (a probe's Id, a Zigbee name behind a bridge), or ""."""
+    if isinstance(raw, str | int) and not isinstance(raw, bool):
+        return str(raw).strip()
+    return ""
+
+
 def _quiet(raw: Any) -> bool:
     """Absent, null or empty: devices send these for "nothing to report"."""
     return raw is MISSING or raw is None or (isinstance(raw, str) and not raw.strip())
@@ -133,9 +140,9 @@ class _ReadingRule:
     def device(self, doc: Any, device_id: str) -> str:
         """The device the reading belongs to: the message's, or one probe of several on it."""
         if self.sub_device_path is not None:
-            sub = resolve(doc, self.sub_device_path)
-            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
-                return f"{device_id}/{str(sub).strip()}"
+            sub = _sub_id(resolve(doc, self.sub_device_path))
+            if sub:
+                return f"{device_id}/{sub}"
         return f"{device_id}/{self.sub_device}" if self.sub_device else device_id
 
     def applies(self, doc: Any) -> bool:
@@ -364,9 +371,9 @@ class CompiledProfile:
         if value is MISSING or value is None or value == "" or isinstance(value, dict | list):
             raise DecodeError(f"profile {self.name}: no device id at {ids.topic or ids.path!r}")
         for p in self.id_sub_paths:
-            sub = resolve(doc, p)
-            if isinstance(sub, str | int) and not isinstance(sub, bool) and str(sub).strip():
-                return f"{value}/{str(sub).strip()}"
+            sub = _sub_id(resolve(doc, p))
+            if sub:
+                return f"{value}/{sub}"
         return str(value)
 
     # -- decoding ----------------------------------------------------------------------------------

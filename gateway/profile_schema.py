@@ -31,6 +31,12 @@ def _check_path(v: str | None) -> str | None:
     return v
 
 
+def _check_paths(v: list[str]) -> list[str]:
+    for p in v:
+        _check_path(p)
+    return v
+
+
 class Condition(_Strict):
     """Holds when the value at ``path`` is present (``present``), equals ``equals`` or one of ``in``,
     or is text containing any of ``contains`` (platforms that only say it in words: "报警_251防区主机SOS")."""
@@ -62,13 +68,7 @@ class DeviceIdSpec(_Strict):
     sub_path: list[str] = Field(default_factory=list)
 
     _v = field_validator("path")(_check_path)
-
-    @field_validator("sub_path")
-    @classmethod
-    def _sub_paths(cls, v: list[str]) -> list[str]:
-        for p in v:
-            _check_path(p)
-        return v
+    _vs = field_validator("sub_path")(_check_paths)
 
     @model_validator(mode="after")
     def _one_source(self) -> DeviceIdSpec:
@@ -222,12 +222,7 @@ class DeviceProfile(_Strict):
     events: list[EventSpec] = Field(default_factory=list)
     quirks: list[Quirk] = Field(default_factory=list)
 
-    @field_validator("requires")
-    @classmethod
-    def _req_paths(cls, v: list[str]) -> list[str]:
-        for p in v:
-            _check_path(p)
-        return v
+    _req = field_validator("requires")(_check_paths)
 
     @model_validator(mode="before")
     @classmethod
