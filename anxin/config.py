@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     http_port: int = 8080
     http_max_body_bytes: int = Field(default=256 * 1024, ge=1)  # larger request bodies: 413
     ingest_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Operators of /api/incidents: name:token pairs; the name is the actor in incident timelines.
+    # Machine operators with full scope (name:token pairs; the name is the actor in timelines). Optional:
+    # people log in as users, machines use a user's API key (`anxin user key`).
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     demo_inbox: bool = False  # `anxin demo`: the demo's receivers are webhooks into /demo/inbox
 
@@ -135,7 +136,7 @@ _WEAK_SECRETS = frozenset({"", "change-me", "changeme", "secret", "demo"})
 def check_secrets(settings: Settings) -> str | None:
     """Why the gateway must not start with these secrets, or None. Outside the demo there are no
     usable defaults: a guessable acknowledge-link secret lets anyone forge the link that stops a
-    police escalation, and no API tokens leaves the incidents API unusable."""
+    police escalation. People log in as users (``anxin user add``); operator tokens are optional."""
     secrets = [("ANXIN_ALERTING_SECRET", settings.alerting_secret)]
     secrets += [("ANXIN_ALERTING_SECRETS_PREVIOUS", s) for s in settings.alerting_secrets_previous]
     if settings.alerting_enabled:
@@ -147,9 +148,6 @@ def check_secrets(settings: Settings) -> str | None:
             if len(value) < MIN_SECRET_CHARS:
                 return (f"{name} is too short ({len(value)} characters): at least {MIN_SECRET_CHARS} random "
                         f"characters / {name} 太短：至少 {MIN_SECRET_CHARS} 个随机字符")
-    if not settings.api_tokens:
-        return ("ANXIN_API_TOKENS is not set: give the operators of /api/incidents name:token pairs, e.g. "
-                "ANXIN_API_TOKENS=值班室:$(openssl rand -hex 24) / 未设置 ANXIN_API_TOKENS")
     short = [name for name, token in settings.api_tokens.items() if len(token) < MIN_TOKEN_CHARS]
     if short:
         return (f"ANXIN_API_TOKENS: the token of {', '.join(short)} is shorter than {MIN_TOKEN_CHARS} characters "

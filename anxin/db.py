@@ -172,7 +172,8 @@ def migrate(engine: Engine) -> None:
 
 
 def init_db(engine: Engine) -> sessionmaker[Any]:
-    import alerting.models  # noqa: F401  (its tables belong to the same schema)
+    import alerting.models  # noqa: F401  (their tables belong to the same schema)
+    import api.models  # noqa: F401
 
     migrate(engine)
     if engine.dialect.name == "sqlite":

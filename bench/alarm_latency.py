@@ -30,7 +30,7 @@ from sqlalchemy import select
 from alerting.models import Incident
 from anxin.db import EventRecord, init_db, make_engine
 from bench.ingest_throughput import workload
-from gateway.registry import import_registry
+from program.registry_file import import_registry
 from tests.servers import free_port, stop_process, wait_port
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
@@ -126,7 +126,7 @@ def main() -> None:
                "ANXIN_ALERTING_TICK_S": "0.05", "ANXIN_ALERTING_SECRET": secrets.token_urlsafe(32),
                "ANXIN_API_TOKENS": f"bench:{secrets.token_urlsafe(18)}"}  # the gateway requires both
         log = (work / "gateway.log").open("wb")
-        gateway = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=env, cwd=ROOT,
+        gateway = subprocess.Popen([sys.executable, "-m", "program.cli", "gateway"], env=env, cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=log)
         generator = None
         try:

@@ -34,10 +34,10 @@ from paho.mqtt.properties import Properties
 
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
-from gateway.registry import import_registry
-from gateway.service import Gateway
 from gateway.simulator import chirpstack_uplink, em300_th_frame
 from gateway.workers import main_ingests, start_extra_workers, stop_workers
+from program.registry_file import import_registry
+from program.system import Anxin as Gateway
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 

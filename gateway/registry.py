@@ -9,14 +9,11 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from anxin.db import Device, Institution
+from anxin.db import Device
 
 log = logging.getLogger(__name__)
 
@@ -71,44 +68,3 @@ class Registry:
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def import_registry(sessions: sessionmaker[Session], data: Mapping[str, Any]) -> tuple[int, int]:
-    """Upsert ``{"institutions": [...], "devices": [...], "contacts": [...], "drills": [...],
-    "silences": [...]}``; returns the (institutions, devices) counts."""
-    from alerting import commissioning, silences
-    from alerting.models import Contact, DrillWindow
-
-    insts = list(data.get("institutions") or [])
-    devs = list(data.get("devices") or [])
-    with sessions.begin() as s:
-        for i in insts:
-            s.merge(Institution(id=str(i["id"]), name=i["name"], name_en=i.get("name_en", ""),
-                                district=i.get("district", "")))
-        s.flush()
-        for d in devs:
-            device = Device(id=str(d["id"]), institution_id=d.get("institution"), profile=d.get("profile"),
-                            name=d.get("name", ""), room=d.get("room", ""))
-            commissioning.reset_if_changed(device, s.get(Device, device.id))
-            s.merge(device)
-        for c in data.get("contacts") or []:
-            s.merge(Contact(
-                id=str(c["id"]), role=c["role"], name=c.get("name", ""), institution_id=c.get("institution"),
-                district=c.get("district", ""), phone=str(c.get("phone", "")), email=c.get("email", ""),
-                webhook_url=c.get("webhook_url", ""), webhook_secret=c.get("webhook_secret", ""),
-                channel=c.get("channel", ""), channel_address=c.get("channel_address", ""),
-                channel_secret=c.get("channel_secret", "")))
-        for w in data.get("drills") or []:
-            s.add(DrillWindow(institution_id=w["institution"], starts_at=_utc(w["starts_at"]),
-                              ends_at=_utc(w["ends_at"]), note=w.get("note", "")))
-        for x in data.get("silences") or []:
-            silences.add(s, kind=x.get("kind", "silence"), institution=x.get("institution"), device=x.get("device"),
-                         types=x.get("types"), starts_at=_utc(x["starts_at"]), ends_at=_utc(x["ends_at"]),
-                         created_by=x.get("created_by", "registry"), reason=x.get("reason", ""))
-    return len(insts), len(devs)
-
-
-def _utc(value: Any) -> datetime:
-    """A YAML timestamp or ISO text; a time without offset is Asia/Shanghai (people write local times)."""
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return (dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))).astimezone(UTC)

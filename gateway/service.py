@@ -1,34 +1,15 @@
-"""Wires the gateway together from Settings: stores, pipeline, MQTT source, HTTP app."""
+"""The ingest service built from Settings: stores, pipeline, MQTT sources. It knows nothing of alerting
+or HTTP: the composition root (program/system.py) adds those on top."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from alerting.channels import build_channels
-from alerting.engine import AlertingEngine, AlertingOptions
-from alerting.leases import RulesLease
-from alerting.routing import load_routing
-from alerting.thresholds import (
-    InfluxWindowSource,
-    OfflineDetector,
-    SqliteWindowSource,
-    ThresholdEvaluator,
-    influx_last_seen,
-    load_thresholds,
-    sqlite_last_seen,
-    window_source,
-)
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
 from anxin.metrics import MQTT_SUBSCRIBED, Metrics
-from anxin.model import Event
 from gateway.alarm_lane import AlarmLane, LaneTopics
 from gateway.db_writer import DbWriter
 from gateway.dead_letters import DeadLetterStore
@@ -60,21 +41,6 @@ def make_sink(settings: Settings) -> TelemetrySink:
         retention_policy=settings.influx_retention_policy,
         spool_dir=settings.spool_dir,
     )
-
-
-def make_alerting(settings: Settings, sessions: sessionmaker[Session], metrics: Metrics) -> AlertingEngine:
-    options = AlertingOptions(instance_id=settings.alerting_instance_id, ack_secret=settings.alerting_secret.encode(),
-                              ack_ttl_s=settings.ack_link_ttl_s,
-                              public_url=settings.public_url.rstrip("/"), tick_s=settings.alerting_tick_s,
-                              delivery_attempts=settings.alerting_delivery_attempts,
-                              retry_backoff_s=settings.alerting_retry_backoff_s,
-                              voice_severities=tuple(settings.voice_severities),
-                              contact_rate_per_hour=settings.alerting_contact_rate_per_hour,
-                              life_safety_retry_s=settings.life_safety_retry_s,
-                              routine_retry_s=settings.alerting_routine_retry_s,
-                              claim_lease_s=settings.alerting_claim_lease_s)
-    return AlertingEngine(sessions, load_routing(settings.alerting_routes), build_channels(settings), metrics,
-                          options)
 
 
 class Gateway:
@@ -113,24 +79,7 @@ class Gateway:
                                             name="mqtt-alarm-lane")
             self.alarm_lane = AlarmLane(lane_source, self.registry, self.profiles, self.sessions,
                                         on_renew=self.lane_topics.refresh)
-        self.alerting: AlertingEngine | None = None
         self.workers: WorkerSupervisor | None = None  # set by the CLI when ingest runs in worker processes
-        self.thresholds: ThresholdEvaluator | None = None
-        if settings.alerting_enabled:
-            self.alerting = make_alerting(settings, self.sessions, self.metrics)
-            self.events.listeners.append(self.alerting.on_events)
-            source = self._window_source()
-            last_seen = (functools.partial(sqlite_last_seen, source) if isinstance(source, SqliteWindowSource)
-                         else functools.partial(influx_last_seen, source))
-            offline = OfflineDetector(last_seen, self._heartbeat_devices, self._emit_rule_events,
-                                      factor=settings.offline_factor)
-            # One instance evaluates the rules (a lease in the database); it lapses after a few rounds.
-            lease = RulesLease(self.sessions, settings.alerting_instance_id,
-                               max(10.0, 3 * settings.thresholds_interval_s),
-                               on_take=lambda: self.events.prime(self.sessions))
-            self.thresholds = ThresholdEvaluator(load_thresholds(settings.thresholds), source, self._device_info,
-                                                 self._emit_rule_events, interval_s=settings.thresholds_interval_s,
-                                                 offline=offline, leader=lease)
         self.metrics.gauge("anxin_telemetry_pending", "readings waiting for the sink",
                            lambda: float(self.telemetry.pending()))
         self.metrics.gauge("anxin_db_writes_pending", "events/dead letters waiting for the database",
@@ -149,32 +98,8 @@ class Gateway:
                           receive_maximum=s.mqtt_receive_maximum, session_expiry_s=s.mqtt_session_expiry_s,
                           **kwargs)
 
-    def _heartbeat_devices(self) -> dict[str, tuple[str | None, int]]:
-        out: dict[str, tuple[str | None, int]] = {}
-        for device_id, info in self.registry.items():
-            profile = self.profiles.by_name.get(info.profile or "")
-            if profile is not None and profile.spec.heartbeat_interval_s:
-                out[device_id] = (info.institution_id, profile.spec.heartbeat_interval_s)
-        return out
-
-    def _window_source(self) -> InfluxWindowSource | SqliteWindowSource:
-        return window_source(self.settings)
-
-    def _device_info(self, device_id: str) -> tuple[str | None, str | None, str]:
-        info = self.registry.lookup(device_id)
-        if info is None:
-            return None, None, ""
-        profile = self.profiles.by_name.get(info.profile or "")
-        return info.institution_id, profile.spec.kind if profile else None, info.room
-
-    def _emit_rule_events(self, events: Sequence[Event]) -> None:
-        self.events.persist(events, "rules:thresholds", datetime.now(UTC), lambda: None)
-
     def start(self, *, mqtt: bool = True) -> None:
-        if self.alerting is not None:
-            self.alerting.start()
-        if self.thresholds is not None:
-            self.thresholds.start()
+        self.start_consumers()
         self.writer.start()
         self.telemetry.start()
         self.registry.start()
@@ -188,6 +113,9 @@ class Gateway:
         log.info("gateway started: %d profiles, %d devices, subscriptions %s", len(self.profiles.by_name),
                  len(self.registry), self.profiles.subscriptions())
 
+    def start_consumers(self) -> None:
+        """What the composition root adds on top of ingest starts here, before any message arrives."""
+
     def stop(self) -> None:
         # Flush while still connected so the final acks reach the broker; anything later is redelivered.
         self.registry.stop()
@@ -197,12 +125,13 @@ class Gateway:
         self.telemetry.stop()
         self.writer.stop()
         self.mqtt.stop()
-        if self.thresholds is not None:
-            self.thresholds.stop()
-        if self.alerting is not None:
-            self.alerting.stop()
+        self.stop_consumers()
         self.sink.close()
         self.engine.dispose()
+
+    def stop_consumers(self) -> None:
+        """What the composition root adds on top of ingest stops here: after the last event is stored,
+        before the database closes."""
 
     def readiness(self) -> dict[str, bool]:
         """Ready means subscribed, not just connected: each part that carries messages, and whether it
@@ -220,7 +149,4 @@ class Gateway:
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything received so far is durable (tests, shutdown)."""
-        done = self.telemetry.flush(timeout) and self.writer.wait_idle(timeout)
-        if self.alerting is not None:
-            done = done and self.alerting.wait_idle(timeout)
-        return done
+        return self.telemetry.flush(timeout) and self.writer.wait_idle(timeout)

@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from anxin.config import Settings
-from gateway.registry import import_registry
-from gateway.service import Gateway
+from program.registry_file import import_registry
+from program.system import Anxin as Gateway
 
 TEST_SECRET = "test-ack-link-secret-0123456789abcdef"  # >= 32 characters, as the gateway requires
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from alerting.ack_links import make_token
 from alerting.models import EscalationStep, TimelineEntry
-from gateway.http_app import create_app
+from program.web import build_app as create_app
 from tests.harness import TEST_SECRET, Publisher, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import WebhookReceiver

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from anxin.db import AlarmLaneTopic, EventRecord
 from gateway.alarm_lane import LaneTopics, lane_topics, topic_matches
-from gateway.http_app import create_app
 from gateway.topics import compile_template
+from program.web import build_app as create_app
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import WebhookReceiver

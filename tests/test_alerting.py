@@ -22,7 +22,7 @@ from sqlalchemy import select
 from alerting.engine import TransitionError
 from alerting.models import Delivery, EscalationStep, Incident, TimelineEntry
 from anxin.db import EventRecord
-from gateway.http_app import create_app
+from program.web import build_app as create_app
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers import free_port
 from tests.servers.mosquitto import MosquittoServer

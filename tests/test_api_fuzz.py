@@ -9,7 +9,7 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from gateway.http_app import create_app
+from program.web import build_app as create_app
 from tests.harness import gateway_settings, running_gateway
 
 OPERATOR = "desk-token-0123456789"
@@ -33,6 +33,7 @@ def test_no_input_makes_the_api_fail(tmp_path: Path) -> None:
     with running_gateway(s, mqtt=False) as gw:
         schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(gw))
         operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-        assert {op.path for op in operations} >= {"/api/incidents/{incident_id}", "/ack/{token}", "/ingest/{profile}"}
+        assert {op.path for op in operations} >= {"/api/v1/incidents/{incident_id}", "/ack/{token}",
+                                                  "/ingest/{profile}"}
         for op in operations:
             check_operation(op, OPERATOR if op.path.startswith("/api/") else "test-token")

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from anxin.db import DeadLetter, EventRecord
 from anxin.model import EventState, EventType
-from gateway.http_app import create_app
+from program.web import build_app as create_app
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
 from tests.profile_helpers import profile_set
 from tests.samples import samples
@@ -199,7 +199,7 @@ def test_request_bodies_over_the_limit_are_413(tmp_path: Path) -> None:
                                 api_tokens={"desk": OPERATOR["Authorization"][7:]})
     with running_gateway(settings, registry=REGISTRY, mqtt=False) as gw, TestClient(create_app(gw)) as http:
         big = b'{"IMEI":"860374051096202","pad":"' + b"x" * 2000 + b'"}'
-        for path, headers in (("/ingest/ctwing-lian-smoke", AUTH), ("/api/incidents/1/transition", OPERATOR),
+        for path, headers in (("/ingest/ctwing-lian-smoke", AUTH), ("/api/v1/incidents/1/transition", OPERATOR),
                               ("/ack", {})):
             resp = http.post(path, content=big, headers=headers)
             assert resp.status_code == 413, (path, resp.text)
@@ -237,14 +237,14 @@ def test_out_of_range_ids_and_limits_are_422_not_500(tmp_path: Path) -> None:
                                 api_tokens={"desk": OPERATOR["Authorization"][7:]})
     with running_gateway(settings, mqtt=False) as gw, TestClient(create_app(gw), raise_server_exceptions=False) as http:
         for incident in ("99999999999999999999999", str(2**63), "0", "-1", "abc", "1.5"):
-            assert http.get(f"/api/incidents/{incident}", headers=OPERATOR).status_code == 422, incident
-            assert http.post(f"/api/incidents/{incident}/transition", headers=OPERATOR,
+            assert http.get(f"/api/v1/incidents/{incident}", headers=OPERATOR).status_code == 422, incident
+            assert http.post(f"/api/v1/incidents/{incident}/transition", headers=OPERATOR,
                              json={"to": "acknowledged"}).status_code == 422, incident
-        assert http.get(f"/api/incidents/{2**63 - 1}", headers=OPERATOR).status_code == 404
+        assert http.get(f"/api/v1/incidents/{2**63 - 1}", headers=OPERATOR).status_code == 404
         for limit in ("0", "-5", "1001", str(2**70), "x"):
-            assert http.get(f"/api/incidents?limit={limit}", headers=OPERATOR).status_code == 422, limit
-        assert http.get("/api/incidents?limit=1000", headers=OPERATOR).status_code == 200
-        assert http.post("/api/incidents/1/transition", headers=OPERATOR,
+            assert http.get(f"/api/v1/incidents?limit={limit}", headers=OPERATOR).status_code == 422, limit
+        assert http.get("/api/v1/incidents?limit=1000", headers=OPERATOR).status_code == 200
+        assert http.post("/api/v1/incidents/1/transition", headers=OPERATOR,
                          json={"to": "resolved", "note": "x" * 5000}).status_code == 422
 
 

@@ -21,10 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy import select
 
-from anxin.cli import main
 from anxin.db import EventRecord
 from gateway.broker_access import BrokerConfigError, broker_access, hash_password, verify_password
 from gateway.profiles import ProfileSet, load_profiles
+from program.cli import main
 from tests.harness import gateway_settings, running_gateway, wait_for
 from tests.servers import free_port, stop_process, wait_port
 from tests.servers.mosquitto import MOSQUITTO, MosquittoServer

@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from anxin.cli import EXIT_BAD_PROFILES, EXIT_DEAD_LETTERS, EXIT_MALFORMED, EXIT_NO_PROFILE, EXIT_USAGE
+from program.cli import EXIT_BAD_PROFILES, EXIT_DEAD_LETTERS, EXIT_MALFORMED, EXIT_NO_PROFILE, EXIT_USAGE
 
 
 def anxin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "anxin.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "program.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_decode_prints_canonical_json_lines() -> None:

@@ -19,9 +19,9 @@ from sqlalchemy import select
 from alerting.drills import drill_records
 from alerting.models import Delivery, Incident, TimelineEntry
 from anxin.db import Device, Verification, init_db, make_engine
-from gateway.http_app import create_app
-from gateway.registry import import_registry
-from gateway.service import Gateway
+from program.registry_file import import_registry
+from program.system import Anxin as Gateway
+from program.web import build_app as create_app
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import WebhookReceiver
@@ -82,7 +82,7 @@ def anxin(database_url: str, cwd: Path, *args: str, **settings: str) -> subproce
     env = {**os.environ, "ANXIN_DATABASE_URL": database_url, "ANXIN_TELEMETRY_SINK": "sqlite",
            "ANXIN_SQLITE_TELEMETRY_PATH": str(cwd / "telemetry.db"),
            **{f"ANXIN_{k.upper()}": v for k, v in settings.items()}}
-    return subprocess.run([sys.executable, "-m", "anxin.cli", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-m", "program.cli", *args], capture_output=True, text=True, timeout=60,
                           env=env, cwd=cwd)
 
 

@@ -10,7 +10,7 @@ import pytest
 from alerting.drills import drill_records, quarter_bounds
 from alerting.models import Incident
 from anxin.db import init_db, make_engine
-from gateway.registry import import_registry
+from program.registry_file import import_registry
 
 
 def test_quarter_bounds_are_in_shanghai_time() -> None:

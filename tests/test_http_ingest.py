@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from anxin.db import DeadLetter, EventRecord
-from gateway.http_app import create_app
+from program.web import build_app as create_app
 from tests.harness import gateway_settings, running_gateway
 from tests.samples import samples
 

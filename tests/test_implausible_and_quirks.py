@@ -16,13 +16,13 @@ import yaml
 from pydantic import ValidationError
 
 from alerting.thresholds import InfluxWindowSource, SqliteWindowSource, influx_last_seen, sqlite_last_seen
-from anxin.cli import EXIT_BAD_PROFILES
 from anxin.model import EventType, Quality, Reading
 from gateway.decoder import CompiledProfile, Decoded
 from gateway.profile_schema import DeviceProfile
 from gateway.sinks.influx import InfluxSink
 from gateway.sinks.line_protocol import encode
 from gateway.sinks.sqlite_sink import SqliteSink
+from program.cli import EXIT_BAD_PROFILES
 from tests.harness import wait_for
 from tests.servers.influxdb import InfluxServer
 from tests.test_cli import anxin

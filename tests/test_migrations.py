@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import alerting.models  # noqa: F401
+import api.models  # noqa: F401
 from anxin.db import Base, init_db, make_engine
 from tests.servers.postgres import PostgresServer
 

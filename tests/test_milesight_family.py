@@ -20,7 +20,8 @@ from gateway.alarm_lane import lane_topics
 from gateway.codecs import CodecConfigError, CodecError, get_codec
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, ProfileError, ProfileSet, load_profiles
-from gateway.registry import Registry, import_registry
+from gateway.registry import Registry
+from program.registry_file import import_registry
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.profile_helpers import Result, decode, profile_set
 from tests.samples import samples

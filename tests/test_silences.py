@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from alerting import silences
 from alerting.models import Delivery, EscalationStep, Silence
-from gateway.service import Gateway
+from program.system import Anxin as Gateway
 from tests.harness import Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.webhook import WebhookReceiver
@@ -120,7 +120,7 @@ policies:
 def test_cli_sets_a_maintenance_window(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/anxin.db"
     env = {**os.environ, "ANXIN_DATABASE_URL": db, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "anxin.cli", "silence", "--institution", "xm-001", "--types", "fault.*,device.*",
+    cmd = [sys.executable, "-m", "program.cli", "silence", "--institution", "xm-001", "--types", "fault.*,device.*",
            "--minutes", "90", "--reason", "更换电池 battery change", "--by", "张工", "--maintenance"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anxin.config import Settings
-from gateway.http_app import create_app
 from gateway.mqtt_source import partition_of
 from gateway.workers import WorkerSupervisor, start_extra_workers, stop_workers, worker_snapshots
+from program.web import build_app as create_app
 from tests.harness import REGISTRY, TEST_SECRET, Publisher, gateway_settings, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 
@@ -112,7 +112,7 @@ def test_anxin_gateway_with_workers_reports_them_in_healthz(tmp_path: Path, mosq
            "ANXIN_TELEMETRY_SINK": "sqlite", "ANXIN_SQLITE_TELEMETRY_PATH": str(tmp_path / "telemetry.db"),
            "ANXIN_SPOOL_DIR": str(tmp_path / "spool"), "ANXIN_ALERTING_SECRET": TEST_SECRET,
            "ANXIN_API_TOKENS": "desk:desk-token-0123456789"}
-    proc = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=env, cwd=root,
+    proc = subprocess.Popen([sys.executable, "-m", "program.cli", "gateway"], env=env, cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, 60)

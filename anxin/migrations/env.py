@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import alerting.models  # noqa: F401  (registers the alerting tables)
+import api.models  # noqa: F401  (and the API's)
 from anxin.db import Base
 
 connection = context.config.attributes.get("connection")

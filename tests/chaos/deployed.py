@@ -80,7 +80,7 @@ class DeployedGateway:
         return f"http://127.0.0.1:{self.http_port}"
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "anxin.cli", *args], env=self.env, cwd=self.workdir,
+        return subprocess.run([sys.executable, "-m", "program.cli", *args], env=self.env, cwd=self.workdir,
                               capture_output=True, text=True, timeout=120, check=False)
 
     def import_registry(self, registry: dict[str, Any]) -> None:
@@ -91,7 +91,7 @@ class DeployedGateway:
 
     def start(self) -> DeployedGateway:
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "anxin.cli", "gateway"], env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "program.cli", "gateway"], env=self.env,
                                          cwd=self.workdir, stdout=log, stderr=log)
         wait_port(self.http_port, 60)
         return self

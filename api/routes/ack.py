@@ -22,7 +22,7 @@ from alerting.engine import TransitionError
 from alerting.messages import SHANGHAI, TYPE_NAMES
 from alerting.models import Contact, Incident
 from anxin.db import Device, Institution
-from gateway.service import Gateway
+from api.deps import Runtime
 
 MAX_DB_ID = 2**63 - 1
 MAX_FORM_BYTES = 4096
@@ -68,8 +68,8 @@ class IncidentView:
     contact: str
 
 
-def ack_router(gateway: Gateway) -> APIRouter:
-    router = APIRouter()
+def ack_router(gateway: Runtime) -> APIRouter:
+    router = APIRouter(tags=["acknowledge link"])
 
     def secrets() -> list[bytes]:
         s = gateway.settings

@@ -6,11 +6,14 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
@@ -19,6 +22,10 @@ from anxin.logging_setup import setup_logging
 from anxin.model import Event, Reading
 from gateway.decoder import DecodeError
 from gateway.profiles import DEFAULT_PROFILE_DIR, NoProfileError, ProfileError, ProfileSet, load_profiles
+from program.database import NoDatabase, open_database, remember_database
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger("anxin")
 
@@ -103,36 +110,43 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_import(args: argparse.Namespace) -> int:
-    from anxin.config import Settings
-    from anxin.db import init_db, make_engine
-    from gateway.registry import import_registry
+    from program.registry_file import RegistryFileError, import_registry
 
-    settings = Settings()
-    sessions = init_db(make_engine(settings.database_url))
-    data = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
-    n_inst, n_dev = import_registry(sessions, data)
-    print(f"imported {n_inst} institutions, {n_dev} devices into {settings.database_url}")
+    try:
+        data = yaml.safe_load(Path(args.file).read_text(encoding="utf-8"))
+        names = {p.name for p in load_profiles(args.profiles)}
+        url, sessions = open_database(create=True)
+        n_inst, n_dev = import_registry(sessions, data, profiles=names)
+    except OSError as exc:
+        return _fail("registry-import", f"无法读取 cannot read {args.file}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        return _fail("registry-import", f"YAML 格式错误 not valid YAML: {str(exc).splitlines()[0]}")
+    except (RegistryFileError, ProfileError, NoDatabase) as exc:
+        return _fail("registry-import", str(exc))
+    print(f"imported {n_inst} institutions, {n_dev} devices into {url}")
     return 0
 
 
-def _quiet_migrations(args: argparse.Namespace) -> None:
-    """Report commands print a table: Alembic's start-up lines (INFO) only with --verbose."""
-    if not args.verbose:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+def _fail(command: str, message: str) -> int:
+    """The one line a user sees when a command cannot do its work."""
+    print(f"anxin {command}: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 
 
 def cmd_drills(args: argparse.Namespace) -> int:
     from alerting.drills import drill_records
-    from anxin.config import Settings
-    from anxin.db import init_db, make_engine
 
-    _quiet_migrations(args)
+    m = QUARTER.match(args.quarter.strip().upper())
+    if m is None:
+        return _fail("drills", f"季度格式如 2026Q4 / a quarter looks like 2026Q4 (Q1-Q4), not {args.quarter!r}")
     try:
-        year, quarter = (int(x) for x in args.quarter.upper().split("Q"))
-        records = drill_records(init_db(make_engine(Settings().database_url)), year, quarter)
-    except ValueError:
-        print(f"anxin drills: 季度格式如 2026Q4 quarter must look like 2026Q4, not {args.quarter!r}", file=sys.stderr)
-        return EXIT_USAGE
+        _, sessions = open_database()
+    except NoDatabase as exc:
+        return _fail("drills", str(exc))
+    records = drill_records(sessions, int(m.group(1)), int(m.group(2)))
     print("机构 Institution\t季度 Quarter\t演练 Drills\t演练报警 Drill alarms\t达标 Compliant"
           "\t未验证设备 Unverified devices")
     for r in records:
@@ -152,23 +166,23 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     from alerting.commissioning import device_rows, telemetry_seen
     from anxin.config import Settings
-    from anxin.db import Institution, Verification, init_db, make_engine
+    from anxin.db import Institution, Verification
 
     def local(at: datetime | None) -> str:
         return at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M") if at else "-"
 
-    _quiet_migrations(args)
     try:
         settings = Settings()
-        sessions = init_db(make_engine(settings.database_url))
+        _, sessions = open_database()
         if args.institution is not None:
             with sessions() as s:
                 if s.get(Institution, args.institution) is None:
                     print(f"anxin devices: 没有此机构 no institution {args.institution!r}", file=sys.stderr)
                     return EXIT_USAGE
+    except NoDatabase as exc:
+        return _fail("devices", str(exc))
     except SQLAlchemyError as exc:
-        print(f"anxin devices: 数据库不可用 database unavailable: {exc.__class__.__name__}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail("devices", f"数据库不可用 database unavailable: {exc.__class__.__name__}")
     try:
         seen = telemetry_seen(settings)
     except (httpx.HTTPError, sqlite3.Error, KeyError, ValueError) as exc:  # events still tell when it was seen
@@ -197,47 +211,112 @@ def cmd_silence(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
     from alerting import silences
-    from anxin.config import Settings
-    from anxin.db import init_db, make_engine
 
     start = datetime.now(UTC)
     types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else []
     try:
-        with init_db(make_engine(Settings().database_url)).begin() as s:
+        _, sessions = open_database(create=True)
+        with sessions.begin() as s:
             x = silences.add(s, kind="maintenance" if args.maintenance else "silence", institution=args.institution,
                              device=args.device, types=types, starts_at=start,
                              ends_at=start + timedelta(minutes=args.minutes), created_by=args.by, reason=args.reason)
             local = x.ends_at.astimezone(ZoneInfo("Asia/Shanghai"))
             print(f"{x.kind} {x.id}: until {local:%Y-%m-%d %H:%M} (北京时间); "
                   "panic, smoke and gas alarms are never held back")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, NoDatabase) as exc:
+        return _fail("silence", str(exc))
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """From standard input when it is not a terminal (scripts), else asked twice without echo."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("密码 Password: ")
+    if getpass.getpass("再输一次 Again: ") != first:
+        raise ValueError("两次输入不一致 / the two entries differ")
+    return first
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from anxin.db import Institution
+    from api.models import Contractor, District, Role, User
+    from api.security import add_user, create_api_key, hash_password
+
+    try:
+        _, sessions = open_database(create=args.action == "add")
+        with sessions.begin() as s:
+            if args.action == "list":
+                print("用户 User\t角色 Role\t范围 Scope\t姓名 Name\t状态 Active")
+                for u in s.scalars(select(User).order_by(User.username)):
+                    scope = u.institution_id or u.contractor_id or ",".join(u.districts or []) or "*"
+                    print(f"{u.username}\t{u.role}\t{scope}\t{u.display_name}\t{'yes' if u.active else 'no'}")
+                return 0
+            if args.username is None:
+                return _fail("user", "需要用户名 / a username is needed")
+            if args.action == "add":
+                role = Role(args.role)
+                if args.institution and s.get(Institution, args.institution) is None:
+                    return _fail("user", f"没有机构 / no institution {args.institution!r}")
+                if args.contractor and s.get(Contractor, args.contractor) is None:
+                    return _fail("user", f"没有安保公司 / no contractor {args.contractor!r}")
+                districts = [d.strip() for d in (args.districts or "").split(",") if d.strip()]
+                unknown = [d for d in districts if s.get(District, d) is None
+                           and s.scalar(select(Institution.id).where(Institution.district == d).limit(1)) is None]
+                if unknown:
+                    return _fail("user", f"没有辖区 / unknown district(s): {', '.join(unknown)}")
+                add_user(s, args.username, _read_password(args), role, display_name=args.name or "",
+                         institution_id=args.institution, contractor_id=args.contractor, districts=districts,
+                         lang=args.lang)
+                print(f"user {args.username} ({role.value}) added")
+                return 0
+            user = s.scalar(select(User).where(User.username == args.username))
+            if user is None:
+                return _fail("user", f"没有用户 / no user {args.username!r}")
+            if args.action == "password":
+                user.password_hash = hash_password(_read_password(args))
+                user.failed_logins, user.locked_until = 0, None
+                print(f"password of {args.username} changed")
+            elif args.action == "disable":
+                user.active = False
+                print(f"user {args.username} disabled")
+            elif args.action == "key":
+                print(create_api_key(s, user, args.key_name))
+                print("只显示这一次 / shown once: keep it now (Authorization: Bearer <key>)", file=sys.stderr)
+    except (ValueError, NoDatabase) as exc:
+        return _fail("user", str(exc))
     return 0
 
 
 def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bool, simulate: bool,
-           registry_file: Path | None) -> int:
+           registry_file: Path | None, demo_users: Callable[[sessionmaker[Session]], None] | None = None) -> int:
     import uvicorn
 
     from anxin.config import Settings
     from gateway.embedded_broker import EmbeddedBroker
-    from gateway.http_app import create_app
-    from gateway.registry import import_registry
-    from gateway.service import Gateway
     from gateway.simulator import Simulator
     from gateway.workers import WorkerSupervisor, main_ingests, start_extra_workers
+    from program.registry_file import import_registry
+    from program.system import Anxin
+    from program.web import build_app
 
     settings = Settings(**gateway_settings_overrides)  # type: ignore[arg-type]
     broker = None
     if embedded_broker:
         broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port)
         broker.start()
-    gw = Gateway(settings)
+    gw = Anxin(settings)
     if registry_file is not None:
         text = registry_file.read_text(encoding="utf-8").replace("{http}", f"http://127.0.0.1:{settings.http_port}")
         import_registry(gw.sessions, yaml.safe_load(text))
         gw.registry.refresh()
+    if demo_users is not None:
+        demo_users(gw.sessions)
+    remember_database(settings.database_url)
     if not main_ingests(settings):
         # This process now only carries alarms (lane, alerting, HTTP): hand the GIL between its threads
         # every 1 ms rather than 5 ms, since each alarm passes through several of them.
@@ -250,12 +329,13 @@ def _serve(gateway_settings_overrides: dict[str, object], *, embedded_broker: bo
     if simulate:
         sim = Simulator(settings.mqtt_host, settings.mqtt_port, period_s=2.0, alarm_every_s=30.0)
         threading.Thread(target=sim.run, name="simulator", daemon=True).start()
-    server = _Server(uvicorn.Config(create_app(gw), host=settings.http_host, port=settings.http_port,
+    server = _Server(uvicorn.Config(build_app(gw), host=settings.http_host, port=settings.http_port,
                                     log_level="warning"))
     if settings.demo_inbox:
         print(f"Demo receivers (police, fire, contractor, director): http://127.0.0.1:{settings.http_port}/demo/inbox")
     print(f"Anxin gateway: MQTT {settings.mqtt_host}:{settings.mqtt_port}, "
-          f"HTTP http://{settings.http_host}:{settings.http_port} (/metrics, /healthz, POST /ingest/<profile>), "
+          f"console http://{settings.http_host}:{settings.http_port}/ (API docs /docs, /metrics, /healthz, "
+          "POST /ingest/<profile>), "
           f"telemetry -> {settings.telemetry_sink}, database {settings.database_url}. Ctrl-C stops.")
     try:
         server.run()
@@ -333,20 +413,22 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return _serve({}, embedded_broker=False, simulate=False, registry_file=None)
 
 
-def demo_secrets(data: Path) -> dict[str, str]:
+def demo_secrets(data: Path) -> dict[str, Any]:
     """The demo's own random secrets, kept in its data directory so acknowledge links and tokens
     survive a restart of the demo."""
     import secrets
 
+    from demo.users import demo_passwords
+
     path = data / "secrets.json"
     try:
         kept = orjson.loads(path.read_bytes())
-        if isinstance(kept, dict) and {"alerting_secret", "api_token", "ingest_token"} <= kept.keys():
-            return {k: str(v) for k, v in kept.items()}
+        if isinstance(kept, dict) and {"alerting_secret", "api_token", "ingest_token", "passwords"} <= kept.keys():
+            return kept
     except (OSError, orjson.JSONDecodeError):
         pass
     made = {"alerting_secret": secrets.token_urlsafe(32), "api_token": secrets.token_urlsafe(18),
-            "ingest_token": secrets.token_urlsafe(18)}
+            "ingest_token": secrets.token_urlsafe(18), "passwords": demo_passwords()}
     data.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_bytes(orjson.dumps(made, option=orjson.OPT_INDENT_2))
@@ -354,6 +436,8 @@ def demo_secrets(data: Path) -> dict[str, str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from demo.users import DEMO_USERS, ensure_demo_users
+
     secrets = demo_secrets(args.data)
     overrides: dict[str, object] = {
         "mqtt_port": args.mqtt_port, "http_port": args.http_port, "mqtt_protocol": "3.1.1",
@@ -364,11 +448,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "api_tokens": {"演示值班员 demo operator": secrets["api_token"]},
     }
     base = f"http://127.0.0.1:{args.http_port}"
-    print(f"Demo tokens (kept in {args.data / 'secrets.json'}):\n"
-          f"  incidents API: curl -H 'Authorization: Bearer {secrets['api_token']}' {base}/api/incidents\n"
+    passwords: dict[str, str] = secrets["passwords"]
+    people = "\n".join(f"  {u.role.value:12} {u.username:12} {passwords[u.username]:14} {u.display_name}"
+                       for u in DEMO_USERS)
+    print(f"Anxin demo console: {base}/  (API docs {base}/docs)\n"
+          f"Log in as (role, username, password; kept in {args.data / 'secrets.json'}):\n{people}\n"
+          f"Machine tokens:\n"
+          f"  incidents API: curl -H 'Authorization: Bearer {secrets['api_token']}' {base}/api/v1/incidents\n"
           f"  HTTP ingest:   curl -H 'Authorization: Bearer {secrets['ingest_token']}' -d @payload.json "
           f"{base}/ingest/<profile>")
-    return _serve(overrides, embedded_broker=True, simulate=True, registry_file=args.registry)
+    return _serve(overrides, embedded_broker=True, simulate=True, registry_file=args.registry,
+                  demo_users=lambda sessions: ensure_demo_users(sessions, passwords))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -436,8 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR)
     p.set_defaults(func=cmd_profiles)
 
-    p = sub.add_parser("registry-import", help="import institutions and devices from a YAML file")
+    p = sub.add_parser("registry-import", help="import districts, institutions, devices, contractors, contacts "
+                       "from a YAML file")
     p.add_argument("file", type=Path)
+    p.add_argument("--profiles", type=Path, default=DEFAULT_PROFILE_DIR, help="profile directory (names are checked)")
     p.set_defaults(func=cmd_registry_import)
 
     p = sub.add_parser("drills", help="quarterly drill record per institution (exit 1 if one is missing)")
@@ -469,6 +561,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hash-password", action="store_true", help="print the $7$ hash of a password read from stdin")
     p.set_defaults(func=cmd_broker_config)
 
+    p = sub.add_parser("user", help="console users: add, list, password, disable, key (an API key)")
+    p.add_argument("action", choices=["add", "list", "password", "disable", "key"])
+    p.add_argument("username", nargs="?")
+    p.add_argument("--role", choices=["admin", "commission", "contractor", "institution"], default="institution")
+    p.add_argument("--institution", help="role institution: the institution id")
+    p.add_argument("--contractor", help="role contractor: the contractor id")
+    p.add_argument("--districts", help="role commission: district names, comma-separated")
+    p.add_argument("--name", help="display name (timelines show it)")
+    p.add_argument("--lang", choices=["zh", "en"], default="zh")
+    p.add_argument("--key-name", default="api", help="key: a name for the new API key")
+    p.set_defaults(func=cmd_user)
+
     p = sub.add_parser("gateway", help="run the gateway (configuration from ANXIN_* environment variables)")
     p.set_defaults(func=cmd_gateway)
 
@@ -492,6 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    if not args.verbose:  # Alembic's start-up lines; the schema change itself is logged in one line
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return int(args.func(args))
 
 
