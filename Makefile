@@ -3,7 +3,7 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN      = $(VENV)/bin
-DEB_PKGS = mosquitto influxdb postgresql python3-venv
+DEB_PKGS = mosquitto influxdb postgresql python3-venv chromium fonts-noto-cjk
 
 .PHONY: demo test check lint typecheck unit bench system-deps venv clean
 
@@ -31,13 +31,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Installs the real servers the tests start (private instances on free ports, never the system ones).
+# Installs the real servers the tests start (private instances on free ports, never the system ones),
+# and Debian's chromium with CJK fonts for the console's browser tests (driven by Playwright).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(PYTHON) -m venv --help >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \

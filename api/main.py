@@ -11,12 +11,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from api.body_limit import BodyLimit
+from api.console.pages import admin, board, devices, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
 from api.routes import auth, feed, health, incidents, ingest
 from api.routes.ack import ack_router
 
 ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
+PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
 
 
 def create_app(system: Runtime) -> FastAPI:
@@ -24,7 +26,7 @@ def create_app(system: Runtime) -> FastAPI:
                   description="托育机构安全监测平台 API / childcare safety-monitoring API. Log in to the console "
                               "for a session cookie, or send `Authorization: Bearer <API key>`.")
     app.state.system = system
-    for router in ROUTERS:
+    for router in ROUTERS + PAGES:
         app.include_router(router)
     app.include_router(ack_router(system))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
