@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 from tests.servers import free_port, wait_port
 from tests.support.world import PASSWORD, World
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-DESKTOP = {"width": 1920, "height": 1080}  # a control-room screen
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}  # a phone held upright
+DESKTOP: ViewportSize = {"width": 1920, "height": 1080}  # a control-room screen
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}  # a phone held upright
 
 
 def chromium_path() -> str:
@@ -53,7 +53,7 @@ def live_console(world: World) -> Iterator[str]:
 
 
 @contextmanager
-def browser_page(viewport: dict[str, int] | None = None, **context: Any) -> Iterator[Page]:
+def browser_page(viewport: ViewportSize | None = None, **context: Any) -> Iterator[Page]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:

@@ -131,7 +131,7 @@ class World:
                               received_at=now, source="test", detail={})
             s.add(row)
             s.flush()
-            return row.id
+            return int(row.id)
 
     def open_incident(self, device_id: str, institution_id: str, type_: str = "alarm.panic",
                       timeout: float = 20.0) -> int:
