@@ -145,7 +145,7 @@ class World:
                 found = s.scalar(select(Incident.id).where(Incident.device_id == device_id, Incident.type == type_,
                                                            Incident.state == "triggered").order_by(Incident.id.desc()))
             if found is not None:
-                return found
+                return int(found)
             time.sleep(0.05)
         raise AssertionError(f"no incident opened for {device_id} {type_}")
 
