@@ -60,7 +60,7 @@ def routes(world: World) -> list[tuple[str, str]]:
         if included is not None:
             pending.extend(included.routes)  # our routers carry their prefix themselves; included without one
         elif isinstance(r, APIRoute):
-            out += [(m, r.path) for m in sorted(r.methods - {"HEAD"})]
+            out += [(m, r.path) for m in sorted((r.methods or set()) - {"HEAD"})]
         elif not isinstance(r, Mount):  # /static is a mount of files; docs routes are plain Routes
             for m in sorted(getattr(r, "methods", None) or {"GET"}):
                 if m != "HEAD":
