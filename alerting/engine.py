@@ -44,7 +44,7 @@ from alerting.models import (
     TimelineEntry,
 )
 from alerting.options import AlertingOptions
-from alerting.routing import RECEIVERS, RoutingConfig, decide, severity_of
+from alerting.routing import RoutingConfig, decide, expand_roles, severity_of
 from alerting.silences import holds_back, matching
 from anxin.db import EventRecord, Institution
 from anxin.metrics import Metrics
@@ -274,7 +274,7 @@ class AlertingEngine:
                 "silences": [x.id for x in silences], "until": max(x.ends_at for x in silences).isoformat()}))
         steps = []
         for no, step in enumerate(decision.policy.steps):
-            roles = _expand(step.roles, decision.receivers)
+            roles = expand_roles(step.roles, decision.receivers)
             # Life-safety never waits for a grouping delay, whatever the policy says.
             after_s = 0 if no == 0 and not routine else step.after_s
             due = now + timedelta(seconds=after_s)
@@ -495,9 +495,3 @@ class AlertingEngine:
     def acknowledge(self, incident_id: int, actor: str, channel: str = "api") -> Incident:
         return self.transition(incident_id, "acknowledged", actor, channel)
 
-
-def _expand(roles: list[str], receivers: list[str]) -> list[str]:
-    out: list[str] = []
-    for role in roles:
-        out.extend(receivers if role == RECEIVERS else [role])
-    return list(dict.fromkeys(out))

@@ -134,6 +134,14 @@ def decide(config: RoutingConfig, event_type: str, severity: str, district: str,
                     policy=config.policies[first.policy])
 
 
+def expand_roles(roles: list[str], receivers: list[str]) -> list[str]:
+    """A policy step's roles with ``$receivers`` replaced by the matched routes' receivers (no repeats)."""
+    out: list[str] = []
+    for role in roles:
+        out.extend(receivers if role == RECEIVERS else [role])
+    return list(dict.fromkeys(out))
+
+
 def _parse_hours(text: str) -> tuple[time, time]:
     try:
         a, b = text.split("-")
