@@ -3,10 +3,11 @@
 the notices that a responder's channel is failing.
 
 A round is planned and its first attempts are recorded ("sending") in one transaction before any
-network call; each contact is then reached on its own thread, so one slow or failing channel never
-delays another's message. The escalation engine (alerting.engine) decides which steps are due and what
-happens after a round (the next step brought forward, repeats): it is called back in the round's own
-transaction through ``after_round``.
+network call; each contact is then reached on its own thread, so one slow or failing channel never delays
+another's message. Feedback steps (someone acknowledged or dispatched the incident) are delivered the
+same way, to the institution and the contractor. The escalation engine (alerting.engine) decides which
+steps are due and what happens after a round (the next step brought forward, repeats): it is called
+back in the round's own transaction through ``after_round``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from alerting.ack_links import make_token
 from alerting.channels.base import Channel, ChannelError
 from alerting.directory import DUTY, NOTICE_ROLES, RESPONDER_ROLES, Recipients, addresses, recipients
 from alerting.health import DeliveryHealth
-from alerting.messages import Notification, build, build_notice, delivery_key
+from alerting.messages import Notification, build, build_feedback, build_notice, delivery_key
 from alerting.models import (
     Contact,
     Delivery,
@@ -48,6 +49,8 @@ from anxin.metrics import Metrics
 log = logging.getLogger(__name__)
 
 NOTICE_STEP = -1  # step_no of a notice that a contact is unreachable
+FEEDBACK_STEP = -2  # step_no of feedback that someone acknowledged or dispatched the incident
+CONTACT_ACTOR = "contact:"  # an actor who acted through a contact's acknowledge link: "contact:<id>"
 NOT_FOR_NOTICES = frozenset({"sia_dc09"})  # an alarm receiving centre takes alarm codes, not notices
 SLOW_FAILURE_S = 1.0  # an attempt that failed after this long (a timeout) is left to the retry rounds
 
@@ -102,6 +105,18 @@ class Plan:
     settled: dict[tuple[str, str], str]  # (contact, channel) -> delivered | permanent, from earlier rounds
     channels_of: dict[str, list[str]] = field(default_factory=dict)
     unknown: list[int] = field(default_factory=list)  # delivery rows a dead sender left "sending"
+    feedback: str | None = None  # a feedback step: the state the incident reached
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a feedback message says: who moved the incident to ``state``, when, and the guard sent."""
+
+    state: str
+    actor: str  # as people know them: a contact's name, or the operator's
+    actor_contact: str | None  # the contact whose acknowledge link was used (it needs no feedback)
+    at: datetime
+    guard: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +166,7 @@ class DeliveryRounds:
             assert step is not None
             incident = s.get(Incident, step.incident_id)
             assert incident is not None
-            if incident.state != "triggered":  # acknowledged meanwhile: nothing more to send
+            if incident.state != "triggered" and step.feedback is None:  # acknowledged meanwhile: nothing more
                 step.status = StepStatus.CANCELLED
                 return None
             return self.prepare(s, step, incident, now)
@@ -183,10 +198,12 @@ class DeliveryRounds:
     def _plan(self, s: Session, step: EscalationStep, incident: Incident, now: datetime) -> Plan:
         life_safety = not holds_back(incident)  # never silenced nor rate-limited
         notice_for = step.notice_for
+        feedback = self._feedback(s, incident.id, step.feedback) if step.feedback else None
         first = step.rounds == 0
         held = matching(s, incident, now) if not life_safety else []
-        rec = recipients(s, incident, list(step.roles), with_fallback=notice_for is None)
-        contacts = [c for c in rec.contacts if c.id != notice_for]
+        rec = recipients(s, incident, list(step.roles), with_fallback=notice_for is None and feedback is None)
+        skip = notice_for or (feedback.actor_contact if feedback else None)  # the contact it is about / who acted
+        contacts = [c for c in rec.contacts if c.id != skip]
         limited: list[str] = []
         if not life_safety and first:
             limited = [c.id for c in contacts if self._sent_last_hour(s, c.id, now)
@@ -200,15 +217,21 @@ class DeliveryRounds:
         device = s.get(Device, incident.device_id)
         institution = inst.name if inst else "未登记机构"
         room = (device.name or device.room) if device else ""
-        label = str(step.step_no) if notice_for is None else f"notice-{notice_for}"
+        label = f"notice-{notice_for}" if notice_for else step.feedback or str(step.step_no)
         failing = self._failing_detail(s, incident.id, notice_for) if notice_for else None
         fallback_of = {c.id for c in contacts if c.role == DUTY and rec.fallback is not None}
         phone_channels = ("sms", "voice") if incident.severity in self.options.voice_severities else ("sms",)
+        if feedback is not None:
+            phone_channels = ("sms",)  # feedback is no reason to ring anyone
+        not_for_alarm = failing is not None or feedback is not None  # an alarm receiving centre takes alarms only
         targets: list[Target] = []
         channels_of: dict[str, list[str]] = {}
         for c in contacts:
             key = delivery_key(incident.id, label, c.id)
-            if failing is not None:
+            if feedback is not None:
+                note = build_feedback(incident.id, incident.type, incident.drill, institution, room, feedback.state,
+                                      feedback.actor, feedback.at, feedback.guard, key)
+            elif failing is not None:
                 note = build_notice(incident.id, incident.type, institution, room, *failing,
                                     self.ack_url(incident.id, c.id), key)
             else:
@@ -216,7 +239,7 @@ class DeliveryRounds:
                              incident.opened_at, step.step_no, self.ack_url(incident.id, c.id), key,
                              rec.fallback.value if rec.fallback and c.id in fallback_of else "")
             for ch, addr, secret in addresses(c, phone_channels):
-                if ch not in self._channels or (failing is not None and ch in NOT_FOR_NOTICES):
+                if ch not in self._channels or (not_for_alarm and ch in NOT_FOR_NOTICES):
                     continue
                 channels_of.setdefault(c.id, []).append(ch)
                 if (c.id, ch) not in settled:
@@ -224,7 +247,21 @@ class DeliveryRounds:
         return Plan(step_id=step.id, incident_id=incident.id, step_no=step.step_no, roles=list(step.roles), first=first,
                     life_safety=life_safety, notice_for=notice_for, rounds=step.rounds, held=held,
                     recipients=rec, limited=limited, targets=targets, settled=settled, channels_of=channels_of,
-                    unknown=[d.id for d in previous if d.status == DeliveryStatus.SENDING])
+                    unknown=[d.id for d in previous if d.status == DeliveryStatus.SENDING],
+                    feedback=step.feedback)
+
+    @staticmethod
+    def _feedback(s: Session, incident_id: int, state: str) -> Feedback:
+        """Who moved the incident to ``state`` and when, from the transition's timeline row."""
+        row = s.scalars(select(TimelineEntry).where(TimelineEntry.incident_id == incident_id,
+                                                    TimelineEntry.action == state)
+                        .order_by(TimelineEntry.id.desc())).first()
+        if row is None:  # cannot happen: the transition adds the row with the step
+            return Feedback(state, "-", None, now_utc(), "")
+        contact_id = row.actor.removeprefix(CONTACT_ACTOR) if row.actor.startswith(CONTACT_ACTOR) else None
+        contact = s.get(Contact, contact_id) if contact_id else None
+        actor = (contact.name or contact.id) if contact else row.actor
+        return Feedback(state, actor, contact_id, row.at, str((row.detail or {}).get("guard") or ""))
 
     @staticmethod
     def _failing_detail(s: Session, incident_id: int, contact_id: str) -> tuple[str, str, str, str]:
@@ -346,7 +383,8 @@ class DeliveryRounds:
                     if all(status_of.get((c, ch)) is DeliveryStatus.PERMANENT for ch in plan.channels_of[c])}
         outstanding = any(o is DeliveryStatus.FAILED for o in outcomes.values())
         rounds = plan.rounds + 1
-        give_up = outstanding and not plan.life_safety and rounds >= self.options.routine_max_rounds
+        persist = plan.life_safety and plan.feedback is None  # life-safety alarms are retried until acknowledged
+        give_up = outstanding and not persist and rounds >= self.options.routine_max_rounds
         step_id = plan.step_id
         mine = update(EscalationStep).where(EscalationStep.id == step_id, EscalationStep.status == StepStatus.SENDING,
                                             EscalationStep.claimed_by == self.options.instance_id)
@@ -354,7 +392,7 @@ class DeliveryRounds:
             if outstanding and not give_up:
                 res = s.execute(mine.values(
                     status=StepStatus.RETRYING, rounds=rounds, claimed_by="", claimed_at=None,
-                    due_at=now + timedelta(seconds=self._retry_delay(plan.life_safety, plan.rounds))))
+                    due_at=now + timedelta(seconds=self._retry_delay(plan))))
             else:
                 res = s.execute(mine.values(status=StepStatus.SENT, sent_at=now, rounds=rounds))
             if res.rowcount != 1:  # type: ignore[attr-defined]
@@ -370,25 +408,30 @@ class DeliveryRounds:
                                           "delivered": delivered_now}
                 if plan.notice_for:
                     detail["notice_for"] = plan.notice_for
+                if plan.feedback:
+                    detail["feedback"] = plan.feedback
                 if not plan.first:
                     detail["round"] = plan.rounds + 1
                 if unreached:
                     detail["unreached"] = sorted(unreached)
                 s.add(TimelineEntry(incident_id=plan.incident_id, at=now, action=TimelineAction.NOTIFIED,
-                                    channel="notice" if plan.notice_for else "escalation", detail=detail))
+                                    channel=_kind(plan), detail=detail))
             if give_up:
                 log.warning("incident %s step %s: giving up on %s after %s rounds (not life-safety)",
                             plan.incident_id, plan.step_no, sorted(unreached), rounds)
             self._after_round(s, plan, RoundResult(reached, unreached, hopeless), now)
-        if plan.life_safety and plan.notice_for is None:
+        if plan.life_safety and plan.notice_for is None and plan.feedback is None:
             roles = {t.contact_id: t.role for t in outcomes}
             for contact_id in sorted(c for c in unreached if roles[c] in RESPONDER_ROLES):
                 self._open_notice(plan.incident_id, plan.step_no, contact_id, now)
 
-    def _retry_delay(self, life_safety: bool, rounds_done: int) -> float:
-        if life_safety:
+    def _retry_delay(self, plan: Plan) -> float:
+        """Life-safety alarms: every ``life_safety_retry_s``. The rest, and feedback (a life-safety
+        incident's from ``life_safety_retry_s``), doubling per round up to ``routine_retry_max_s``."""
+        if plan.life_safety and plan.feedback is None:
             return self.options.life_safety_retry_s
-        return float(min(self.options.routine_retry_s * 2 ** rounds_done, self.options.routine_retry_max_s))
+        start = self.options.life_safety_retry_s if plan.life_safety else self.options.routine_retry_s
+        return float(min(start * 2 ** plan.rounds, self.options.routine_retry_max_s))
 
     def _open_notice(self, incident_id: int, step_no: int, contact_id: str, now: datetime) -> None:
         """Tell the contractor and the duty contact that ``contact_id`` cannot be reached: once per
@@ -411,3 +454,8 @@ class DeliveryRounds:
             return  # added meanwhile by another step or instance
         log.warning("incident %s: contact %s unreachable; telling %s", incident_id, contact_id, NOTICE_ROLES)
         self._wake()
+
+
+def _kind(plan: Plan) -> str:
+    """The timeline channel of a NOTIFIED row: what the step told people."""
+    return "notice" if plan.notice_for else "feedback" if plan.feedback else "escalation"

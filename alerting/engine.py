@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -31,14 +32,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting import commissioning
 from alerting.channels.base import Channel
-from alerting.delivery import DeliveryRounds, Plan, RoundResult, Senders, now_utc
+from alerting.commissioning import DRILL_ROLE
+from alerting.delivery import FEEDBACK_STEP, DeliveryRounds, Plan, RoundResult, Senders, now_utc
 from alerting.directory import unroutable_reason
 from alerting.health import DeliveryHealth
 from alerting.models import (
     AlertingCursor,
+    ClosureCode,
+    Delivery,
     DrillWindow,
     EscalationStep,
     Incident,
+    IncidentState,
     StepStatus,
     TimelineAction,
     TimelineEntry,
@@ -50,19 +55,22 @@ from anxin.db import EventRecord, Institution
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
 
-__all__ = ["AlertingEngine", "AlertingOptions", "TransitionError"]
+__all__ = ["AlertingEngine", "AlertingOptions", "IncidentNotFound", "TransitionError"]
 
 log = logging.getLogger(__name__)
 
-CLOSURE_CODES = ("real", "false_alarm", "test", "drill", "device_fault")
+CLOSURE_CODES = tuple(c.value for c in ClosureCode)  # labels: alerting.models.CLOSURE_LABELS
 # allowed transitions: state -> states it may move to
-TRANSITIONS = {
-    "triggered": {"acknowledged", "dispatched", "resolved"},
-    "acknowledged": {"dispatched", "resolved"},
-    "dispatched": {"resolved"},
-    "resolved": {"reviewed"},
-    "reviewed": set(),
+TRANSITIONS: dict[str, set[str]] = {
+    IncidentState.TRIGGERED: {IncidentState.ACKNOWLEDGED, IncidentState.DISPATCHED, IncidentState.RESOLVED},
+    IncidentState.ACKNOWLEDGED: {IncidentState.DISPATCHED, IncidentState.RESOLVED},
+    IncidentState.DISPATCHED: {IncidentState.RESOLVED},
+    IncidentState.RESOLVED: {IncidentState.REVIEWED},
+    IncidentState.REVIEWED: set(),
 }
+FEEDBACK_STATES = frozenset({IncidentState.ACKNOWLEDGED, IncidentState.DISPATCHED})  # the institution hears back
+MAX_NOTE = 4000
+MAX_GUARD = 200  # Incident.dispatched_guard
 
 
 CURSOR = "events"
@@ -71,6 +79,10 @@ LAPSED = datetime(2000, 1, 1, tzinfo=UTC)  # a claim set to this is taken over a
 
 
 class TransitionError(ValueError):
+    """The incident cannot move so (or the note cannot be added); the message says why."""
+
+
+class IncidentNotFound(TransitionError):
     pass
 
 
@@ -421,7 +433,7 @@ class AlertingEngine:
     def _after_round(self, s: Session, plan: Plan, result: RoundResult, now: datetime) -> None:
         """In the round's transaction: nobody reached, or a contact that cannot be reached by retrying,
         brings the next receivers forward now; after the last step, a repeat while unacknowledged."""
-        if plan.notice_for is not None:
+        if plan.notice_for is not None or plan.feedback is not None:
             return
         nobody = plan.first and not result.reached and (plan.targets or not plan.limited)
         if nobody or result.hopeless:  # held back on purpose is not unreachable
@@ -432,7 +444,7 @@ class AlertingEngine:
             s.execute(update(EscalationStep)
                       .where(EscalationStep.incident_id == plan.incident_id,
                              EscalationStep.status == StepStatus.PENDING,
-                             EscalationStep.notice_for.is_(None))
+                             EscalationStep.notice_for.is_(None), EscalationStep.feedback.is_(None))
                       .values(due_at=now))
         self._schedule_repeat(s, plan.incident_id, plan.step_no, plan.roles, now)
 
@@ -451,47 +463,94 @@ class AlertingEngine:
                              due_at=now + timedelta(seconds=policy.repeat_every_s), roles=roles))
 
     # -- people act on incidents -------------------------------------------------------------------
+    # Safe to call from any thread (e.g. an HTTP request's) while the engine runs: each call is one
+    # database transaction of its own, with the incident row locked (SELECT ... FOR UPDATE on PostgreSQL;
+    # on SQLite this process's write transactions queue on one lock), and it only wakes the sender.
     def transition(self, incident_id: int, to: str, actor: str, channel: str = "api", *,
-                   closure_code: str | None = None, note: str = "") -> Incident:
+                   closure_code: str | None = None, note: str = "", guard: str = "") -> Incident:
+        """Move the incident to ``to`` (IncidentState); resolving needs a ClosureCode and a note, dispatching
+        records the ``guard`` sent. Acknowledging or dispatching stops the escalation and tells the
+        institution and the contractor who did (a feedback step). Raises TransitionError (IncidentNotFound)."""
         now = now_utc()
+        guard = guard.strip()
+        if len(guard) > MAX_GUARD:
+            raise TransitionError(f"the guard's name is longer than {MAX_GUARD} characters")
+        if len(note) > MAX_NOTE:
+            raise TransitionError(f"the note is longer than {MAX_NOTE} characters")
         with self._sessions.begin() as s:
             incident = s.get(Incident, incident_id, with_for_update=True)
             if incident is None:
-                raise TransitionError(f"no incident {incident_id}")
+                raise IncidentNotFound(f"no incident {incident_id}")
             if to not in TRANSITIONS[incident.state]:
                 raise TransitionError(f"incident {incident_id} is {incident.state}; cannot become {to}")
-            first_ack = incident.acknowledged_at is None and to in ("acknowledged", "dispatched")
-            if to == "resolved":
+            first_ack = incident.acknowledged_at is None and to in FEEDBACK_STATES
+            if to == IncidentState.RESOLVED:
                 if closure_code not in CLOSURE_CODES:
                     raise TransitionError(f"resolving needs a closure code: one of {', '.join(CLOSURE_CODES)}")
                 if not note.strip():
                     raise TransitionError("resolving needs a note")
                 incident.closure_code = closure_code
-                incident.false_alarm = closure_code == "false_alarm"
+                incident.false_alarm = closure_code == ClosureCode.FALSE_ALARM
                 incident.open_key = None  # the next event of this key opens a new incident
                 incident.resolved_at = now
-            elif to == "acknowledged":
+            elif to == IncidentState.ACKNOWLEDGED:
                 incident.acknowledged_at = now
-            elif to == "dispatched":
+            elif to == IncidentState.DISPATCHED:
                 incident.dispatched_at = now
+                incident.dispatched_guard = guard or None
                 incident.acknowledged_at = incident.acknowledged_at or now
-            elif to == "reviewed":
+            elif to == IncidentState.REVIEWED:
                 incident.reviewed_at = now
             incident.state = to
+            detail: dict[str, Any] = {"closure_code": closure_code, "note": note} if closure_code or note else {}
+            if guard:
+                detail["guard"] = guard
             s.add(TimelineEntry(incident_id=incident_id, at=now, action=to, actor=actor, channel=channel,
-                                detail={"closure_code": closure_code, "note": note} if closure_code or note else {}))
+                                detail=detail))
             if first_ack:  # a person has seen it: a drill incident may prove its device (commissioning)
                 commissioning.on_acknowledged(s, incident, actor, channel, now)
-            # Someone has it: stop escalating and retrying (a round being sent finishes).
+            # Someone has it: stop escalating and retrying (a round being sent finishes); feedback still
+            # retrying is superseded by this transition's.
             s.execute(update(EscalationStep)
                       .where(EscalationStep.incident_id == incident_id,
                              EscalationStep.status.in_((StepStatus.PENDING, StepStatus.RETRYING)))
                       .values(status=StepStatus.CANCELLED))
+            if to in FEEDBACK_STATES and self._worth_feedback(s, incident):  # sent by the escalation loop
+                roles = [DRILL_ROLE] if incident.drill else list(self._routing.feedback_roles)
+                s.add(EscalationStep(incident_id=incident_id, step_no=FEEDBACK_STEP, due_at=now, roles=roles,
+                                     feedback=to))
             s.flush()
             s.expunge(incident)
         self.health.handled(incident_id)
+        self._wake.set()
         return incident
 
-    def acknowledge(self, incident_id: int, actor: str, channel: str = "api") -> Incident:
-        return self.transition(incident_id, "acknowledged", actor, channel)
+    @staticmethod
+    def _worth_feedback(s: Session, incident: Incident) -> bool:
+        """Someone waits for news: a life-safety alarm (someone pressed the button, smelled smoke), or an
+        incident whose notifications reached someone (not one held back by a silence all along)."""
+        if not holds_back(incident):
+            return True
+        reached = select(Delivery.id).where(Delivery.incident_id == incident.id, Delivery.ok.is_(True))
+        return s.scalars(reached.limit(1)).first() is not None
 
+    def acknowledge(self, incident_id: int, actor: str, channel: str = "api") -> Incident:
+        return self.transition(incident_id, IncidentState.ACKNOWLEDGED, actor, channel)
+
+    def add_note(self, incident_id: int, actor: str, text: str, channel: str = "api") -> TimelineEntry:
+        """A person's note on the incident's timeline, in any state (also after it is resolved); returns
+        the row (detached). Raises TransitionError (IncidentNotFound) for no incident or an empty note."""
+        text = text.strip()
+        if not text:
+            raise TransitionError("a note needs some text")
+        if len(text) > MAX_NOTE:
+            raise TransitionError(f"the note is longer than {MAX_NOTE} characters")
+        with self._sessions.begin() as s:
+            if s.get(Incident, incident_id) is None:
+                raise IncidentNotFound(f"no incident {incident_id}")
+            entry = TimelineEntry(incident_id=incident_id, at=now_utc(), action=TimelineAction.NOTE, actor=actor,
+                                  channel=channel, detail={"note": text})
+            s.add(entry)
+            s.flush()
+            s.expunge(entry)
+        return entry

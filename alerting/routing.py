@@ -92,6 +92,8 @@ class RoutingConfig(_Strict):
     routes: list[Route]
     policies: dict[str, Policy]
     drill_policy: str = "drill"
+    # who hears back that an incident was acknowledged or dispatched (a drill's: the drill receivers only)
+    feedback_roles: list[str] = Field(default_factory=lambda: ["institution", "contractor"])
 
     @model_validator(mode="after")
     def _known_policies(self) -> RoutingConfig:
