@@ -473,6 +473,8 @@ class AlertingEngine:
         institution and the contractor who did (a feedback step). Raises TransitionError (IncidentNotFound)."""
         now = now_utc()
         guard = guard.strip()
+        if guard and to != IncidentState.DISPATCHED:
+            raise TransitionError("a guard is named only when dispatching")
         if len(guard) > MAX_GUARD:
             raise TransitionError(f"the guard's name is longer than {MAX_GUARD} characters")
         if len(note) > MAX_NOTE:

@@ -76,6 +76,8 @@ def test_acknowledge_then_dispatch_tells_institution_and_contractor_who(
         wait_for(lambda: {"/police-siming", "/contractor"} <= set(webhooks.paths()), what="step 0")
         [incident] = incidents(gw)
 
+        with pytest.raises(TransitionError, match="guard"):
+            gw.alerting.transition(incident.id, "acknowledged", "保安公司值班台", guard="王师傅")
         acked = gw.alerting.transition(incident.id, "acknowledged", "保安公司值班台", "api")
         wait_for(lambda: set(feedback(webhooks, ACK)) == {"/staff", "/contractor"}, what="acknowledged feedback")
         staff = feedback(webhooks, ACK)["/staff"]
