@@ -101,9 +101,14 @@ def test_acknowledge_then_dispatch_tells_institution_and_contractor_who(
         with gw.sessions() as s:
             stored = s.get(Incident, incident.id)
             assert stored is not None and stored.dispatched_guard == "王师傅" and stored.dispatched_at is not None
-            keys = sorted(d.key for d in s.scalars(select(Delivery).where(Delivery.ok.is_(True),
-                                                                           Delivery.key.like("%/dispatched/%"))))
-        assert keys == [f"{incident.id}/dispatched/contractor-a", f"{incident.id}/dispatched/staff-001"]
+
+        def delivered_keys() -> list[str]:  # the answers are recorded just after the receiver has the message
+            with gw.sessions() as s:
+                return sorted(s.scalars(select(Delivery.key).where(Delivery.ok.is_(True),
+                                                                   Delivery.key.like("%/dispatched/%"))))
+
+        wait_for(lambda: len(delivered_keys()) == 2, what="dispatch feedback recorded")
+        assert delivered_keys() == [f"{incident.id}/dispatched/contractor-a", f"{incident.id}/dispatched/staff-001"]
         timeline = rows(gw.sessions, incident.id)
         [moved] = [e for e in timeline if e.action == "dispatched"]
         assert moved.detail == {"closure_code": None, "note": "巡逻车 3 号 patrol car 3", "guard": "王师傅"}
