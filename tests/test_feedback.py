@@ -34,8 +34,8 @@ from alerting.routing import load_routing
 from anxin.db import Device, Institution, init_db, make_engine
 from anxin.metrics import Metrics
 from anxin.model import Event, EventState, EventType
-from gateway.http_app import create_app
-from gateway.registry import import_registry
+from program.registry_file import import_registry
+from program.web import build_app as create_app
 from tests.harness import Publisher, running_gateway, wait_for
 from tests.servers.mosquitto import MosquittoServer
 from tests.servers.postgres import PostgresServer
