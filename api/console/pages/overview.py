@@ -6,6 +6,7 @@ the page and the API always agree. Other roles may open them too, limited to the
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -37,6 +38,12 @@ ACTION_NAMES: dict[str, tuple[str, str]] = {
     "channel_failing": ("通道故障", "Channel failing"), "taken_over": ("发送接管", "Taken over"),
     "device_verified": ("设备已验证", "Device verified")}
 NOT_CLOSED_NAME = ("未结案", "Not closed")
+ROLE_NAMES: dict[str, tuple[str, str]] = {
+    "police": ("公安", "police"), "fire": ("消防", "fire"), "contractor": ("安保", "contractor"),
+    "institution": ("机构", "institution"), "duty": ("值班台", "duty desk"), "drill": ("演练接收人", "drill receivers")}
+CHANNEL_NAMES: dict[str, tuple[str, str]] = {
+    "api": ("控制台/API", "console/API"), "escalation": ("逐级通知", "escalation"),
+    "notice": ("故障通知", "notice"), "link": ("确认链接", "ack link")}
 
 
 class Labels:
@@ -60,6 +67,12 @@ class Labels:
 
     def action(self, key: str) -> str:
         return self._pick(ACTION_NAMES, key)
+
+    def roles(self, keys: list[str]) -> str:
+        return ", ".join(self._pick(ROLE_NAMES, k) for k in keys)
+
+    def channel(self, key: str) -> str:
+        return self._pick(CHANNEL_NAMES, key)
 
     def duration(self, seconds: float | None) -> str:
         """A time to acknowledge as people say it; "—" when there is none to measure."""
@@ -91,7 +104,8 @@ def _quarter_context(year: int, quarter: int) -> dict[str, Any]:
     if label not in offered:
         offered.append(label)
     nxt = ov.shift_quarter(year, quarter, 1)
-    return {"quarter": label, "starts": start.astimezone(SHANGHAI), "ends": end.astimezone(SHANGHAI),
+    return {"quarter": label, "starts": start.astimezone(SHANGHAI),
+            "last_day": (end - timedelta(days=1)).astimezone(SHANGHAI),
             "previous": ov.quarter_label(*ov.shift_quarter(year, quarter, -1)),
             "next": None if ov.is_future(*nxt) else ov.quarter_label(*nxt),
             "this_quarter": ov.quarter_label(*now), "offered": offered}
@@ -101,8 +115,8 @@ def _chart(data: Overview, labels: Labels) -> dict[str, Any]:
     """What overview.js draws, already named in the page's language."""
     members = [m for d in data.districts for m in d.members]
     return {
-        "types": [[labels.type(k), n] for k, n in data.totals.alarms_by_type.items()],
-        "closures": [[labels.closure(k), n] for k, n in data.totals.alarms_by_closure.items()],
+        "types": [[k, labels.type(k), n] for k, n in data.totals.alarms_by_type.items()],
+        "closures": [[k, labels.closure(k), n] for k, n in data.totals.alarms_by_closure.items()],
         "institutions": {"names": [m.name_en if labels.en and m.name_en else m.name for m in members],
                          "alarms": [m.alarms for m in members], "drill_alarms": [m.drill_alarms for m in members],
                          "open": [m.open_incidents for m in members]},

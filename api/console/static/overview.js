@@ -14,7 +14,12 @@
   if (!holder || !window.echarts) return;
   const data = JSON.parse(holder.dataset.chart);
   const empty = holder.dataset.empty;
-  const palette = ["#c0262d", "#1f6feb", "#b26b00", "#1a7f37", "#8250df", "#0a7ea4", "#d4490f", "#5c6370"];
+  const palette = ["#1f6feb", "#b26b00", "#1a7f37", "#8250df", "#0a7ea4", "#d4490f", "#5c6370"];
+  // Life-safety alarms red, other alarms orange, device faults and availability slate, environment green.
+  const typeColor = (code) => /^alarm\.(panic|smoke|gas)$/.test(code) ? "#c0262d" : code.startsWith("alarm.") ? "#d4490f"
+    : code.startsWith("env.") ? "#1a7f37" : code === "test" ? "#0a7ea4" : "#5c7080";
+  const closureColor = {open: "#b26b00", real: "#c0262d", false_alarm: "#8c959f", test: "#0a7ea4", drill: "#d4a72c",
+    device_fault: "#8250df"};
   const charts = [];
   const phone = () => window.matchMedia("(max-width: 640px)").matches;
 
@@ -22,8 +27,7 @@
     const el = document.getElementById(id);
     if (!el) return;
     const chart = echarts.init(el, null, {renderer: "canvas"});
-    chart.setOption(Object.assign({color: palette, animation: false,
-      textStyle: {fontFamily: getComputedStyle(document.body).fontFamily}}, option));
+    chart.setOption(Object.assign({color: palette, animation: false}, option));
     charts.push(chart);
   }
   function none(pairs) {
@@ -37,18 +41,19 @@
     grid: {left: 8, right: 40, top: 8, bottom: 8, containLabel: true},
     tooltip: {trigger: "item"},
     xAxis: {type: "value", minInterval: 1, show: types.length > 0},
-    yAxis: {type: "category", data: types.map((p) => p[0]), axisLabel: {width: phone() ? 90 : 160, overflow: "truncate"},
+    yAxis: {type: "category", data: types.map((p) => p[1]), axisLabel: {width: phone() ? 90 : 160, overflow: "truncate"},
       show: types.length > 0},
-    series: [{type: "bar", data: types.map((p) => p[1]), label: {show: true, position: "right"}, barMaxWidth: 28}],
+    series: [{type: "bar", label: {show: true, position: "right"}, barMaxWidth: 28,
+      data: types.map((p) => ({value: p[2], itemStyle: {color: typeColor(p[0])}}))}],
   }, none(types)));
 
-  // By closure code: a ring with its counts.
+  // By closure code: a ring with its counts on it, the names in the legend (outer labels get cut on phones).
   draw("chart-closures", Object.assign({
     tooltip: {trigger: "item", formatter: "{b}: {c} ({d}%)"},
     legend: {bottom: 0, type: "scroll"},
-    series: [{type: "pie", radius: ["38%", "64%"], center: ["50%", "45%"], avoidLabelOverlap: true,
-      label: {formatter: "{b}\n{c}"},
-      data: data.closures.map((p) => ({name: p[0], value: p[1]}))}],
+    series: [{type: "pie", radius: ["40%", "72%"], center: ["50%", "45%"],
+      label: {position: "inside", formatter: "{c}", color: "#fff", fontWeight: "bold", fontSize: 14},
+      data: data.closures.map((p) => ({name: p[1], value: p[2], itemStyle: {color: closureColor[p[0]]}}))}],
   }, none(data.closures)));
 
   // Per institution: real alarms, drill alarms and incidents open now, side by side.
