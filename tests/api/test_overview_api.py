@@ -16,6 +16,8 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from secrets import token_hex
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -41,11 +43,15 @@ class Made:
     real_b: list[int]
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Made]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scenario(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Made]]:
+    database: dict[str, Any] = {}
+    if request.param == "postgresql":
+        database["database_url"] = request.getfixturevalue("postgres").new_database(f"overview_{token_hex(4)}")
     # The heartbeat detector stays out (its first round is an hour away): the offline events below stand for
     # devices saying so themselves (LWT, availability), and its view of them is not what is tested here.
-    with api_world(tmp_path_factory.mktemp("overview"), thresholds_interval_s=3600) as world:
+    with api_world(tmp_path_factory.mktemp("overview"), thresholds_interval_s=3600, **database) as world:
         now = datetime.now(UTC)
         panic1 = world.open_incident("sos-a", "inst-a", "alarm.panic")
         act(world, "contractor-a", panic1, "acknowledged")
