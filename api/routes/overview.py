@@ -130,7 +130,9 @@ def overview(s: Session, scope: Scope, year: int, quarter: int) -> Overview:
 
 def institution_figures(s: Session, scope: Scope, institution_id: str, year: int, quarter: int) -> InstitutionFigures:
     """One institution's figures; 404 when it does not exist or lies outside the scope (the same answer)."""
-    institution = s.get(Institution, institution_id) if scope.allows(institution_id) else None
+    # (PostgreSQL refuses a NUL in a string: such an id cannot exist, so it is not found, never a 500)
+    readable = scope.allows(institution_id) and "\x00" not in institution_id
+    institution = s.get(Institution, institution_id) if readable else None
     if institution is None:
         raise HTTPException(404, f"没有机构 / no institution {institution_id}")
     return _institution(institution, tally(s, [institution.id], year, quarter)[institution.id])
