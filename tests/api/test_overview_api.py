@@ -90,7 +90,12 @@ def ack_median(world: World, ids: list[int]) -> float | None:
     with world.system.sessions() as s:
         rows = s.scalars(select(Incident).where(Incident.id.in_(ids))).all()
         times = [(i.acknowledged_at - i.opened_at).total_seconds() for i in rows if i.acknowledged_at]
-    return round(statistics.median(times), 1) if times else None
+    return statistics.median(times) if times else None
+
+
+def near(figure: float | None, computed: float | None) -> bool:
+    """The API rounds to 0.1 s (and the database subtracts in its own arithmetic)."""
+    return figure is not None and computed is not None and abs(figure - computed) <= 0.051
 
 
 def unverified(world: World, institution: str) -> int:
@@ -115,7 +120,7 @@ def test_figures_of_an_institution_are_counted_from_its_incidents(scenario: tupl
     assert a["drill_alarms"] == 1
     assert a["open_incidents"] == 3 and a["open_life_safety"] == 1  # panic2, air-a and smoke-a offline
     assert a["acknowledged"] == 2  # the drill's acknowledgement does not enter the median
-    assert a["median_ack_s"] == ack_median(world, made.real_a) and a["median_ack_s"] is not None
+    assert near(a["median_ack_s"], ack_median(world, made.real_a))
     assert a["drills"] == 1 and a["drills_compliant"] == 1
     assert a["devices"] == 3 and a["devices_offline"] == 1 and a["devices_unverified"] == unverified(world, "inst-a")
     assert a["devices_unverified"] > 0
@@ -137,7 +142,7 @@ def test_district_and_total_figures_add_up_and_medians_come_from_the_alarms(scen
     assert totals["alarms_by_closure"] == {"open": 5, "false_alarm": 2, "real": 1}
     assert totals["open_incidents"] == 5 and totals["open_life_safety"] == 2 and totals["devices_offline"] == 2
     assert totals["acknowledged"] == 3
-    assert totals["median_ack_s"] == ack_median(world, made.real_a + made.real_b)  # not a median of medians
+    assert near(totals["median_ack_s"], ack_median(world, made.real_a + made.real_b))  # not a median of medians
     assert totals["devices_unverified"] == unverified(world, "inst-a") + unverified(world, "inst-b")
 
 
@@ -210,6 +215,7 @@ def test_contractor_b_sees_inst_b_and_admin_sees_both(scenario: tuple[World, Mad
     assert [(d["name"], [m["id"] for m in d["members"]]) for d in b["districts"]] == [("湖里区", ["inst-b"])]
     assert world.client("director-b").get("/api/v1/overview/institutions/inst-a").status_code == 404
     assert world.client("admin").get("/api/v1/overview/institutions/inst-b").status_code == 200
+    assert world.client("admin").get("/api/v1/overview/institutions/inst%00b").status_code == 404  # not a 500
 
 
 def test_anonymous_callers_are_refused(scenario: tuple[World, Made]) -> None:
