@@ -33,6 +33,15 @@ TYPE_NAMES: dict[str, tuple[str, str]] = {
     FEEDBACK_TYPES["dispatched"]: ("已派人处置", "Guard dispatched"),
 }
 
+# How an incident was closed (engine.CLOSURE_CODES): (zh, en)
+CLOSURE_NAMES: dict[str, tuple[str, str]] = {
+    "real": ("真实警情", "Real"),
+    "false_alarm": ("误报", "False alarm"),
+    "test": ("测试", "Test"),
+    "drill": ("演练", "Drill"),
+    "device_fault": ("设备故障", "Device fault"),
+}
+
 # Why an incident went to the duty contact: (zh, en)
 FALLBACK_TEXTS: dict[str, tuple[str, str]] = {
     "unregistered_device": ("未登记设备", "unregistered device"),

@@ -15,9 +15,11 @@ from api.console.pages import admin, board, devices, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
 from api.routes import auth, feed, health, incidents, ingest
+from api.routes import overview as overview_api
 from api.routes.ack import ack_router
 
-ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
+ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router,
+           overview_api.router]
 PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
 
 

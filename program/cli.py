@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -133,20 +132,18 @@ def _fail(command: str, message: str) -> int:
     return EXIT_USAGE
 
 
-QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
-
-
 def cmd_drills(args: argparse.Namespace) -> int:
-    from alerting.drills import drill_records
+    from alerting.drills import drill_records, parse_quarter
 
-    m = QUARTER.match(args.quarter.strip().upper())
-    if m is None:
-        return _fail("drills", f"季度格式如 2026Q4 / a quarter looks like 2026Q4 (Q1-Q4), not {args.quarter!r}")
+    try:
+        year, quarter = parse_quarter(args.quarter)
+    except ValueError as exc:
+        return _fail("drills", str(exc))
     try:
         _, sessions = open_database()
     except NoDatabase as exc:
         return _fail("drills", str(exc))
-    records = drill_records(sessions, int(m.group(1)), int(m.group(2)))
+    records = drill_records(sessions, year, quarter)
     print("机构 Institution\t季度 Quarter\t演练 Drills\t演练报警 Drill alarms\t达标 Compliant"
           "\t未验证设备 Unverified devices")
     for r in records:
