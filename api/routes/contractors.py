@@ -43,10 +43,10 @@ def contractor_rows(s: Session, contractor_id: str | None = None) -> list[Contra
         q = q.where(Contractor.id == contractor_id)
     served: dict[str, list[str]] = {}
     for cid, iid in s.execute(select(ContractorInstitution.contractor_id, ContractorInstitution.institution_id)
-                              .order_by(ContractorInstitution.institution_id)).tuples():
+                              .order_by(ContractorInstitution.institution_id)):
         served.setdefault(cid, []).append(iid)
-    users = dict(s.execute(select(User.contractor_id, func.count()).where(User.contractor_id.is_not(None))
-                           .group_by(User.contractor_id)).tuples())
+    users = {k: v for k, v in s.execute(select(User.contractor_id, func.count()).where(User.contractor_id.is_not(None))
+                           .group_by(User.contractor_id))}
     return [ContractorOut(id=c.id, name=c.name, name_en=c.name_en, institutions=served.get(c.id, []),
                           users=users.get(c.id, 0)) for c in s.scalars(q)]
 

@@ -54,7 +54,7 @@ def device_rows(s: Session, scope: Scope, *, institution: str | None = None, dev
         q = q.limit(limit)
     return [DeviceOut(id=d.id, institution_id=d.institution_id, institution=name or "", profile=d.profile or "",
                       name=d.name, room=d.room, verification=d.verification, verified_at=d.verified_at,
-                      verified_by=d.verified_by, created_at=d.created_at) for d, name in s.execute(q).tuples()]
+                      verified_by=d.verified_by, created_at=d.created_at) for d, name in s.execute(q)]
 
 
 def scoped_device(s: Session, scope: Scope, device_id: str) -> DeviceOut:

@@ -30,7 +30,7 @@ class DistrictPatch(BaseModel):
 
 
 def district_rows(s: Session) -> list[DistrictOut]:
-    counts = dict(s.execute(select(Institution.district, func.count()).group_by(Institution.district)).tuples())
+    counts = {k: v for k, v in s.execute(select(Institution.district, func.count()).group_by(Institution.district))}
     return [DistrictOut(name=d.name, name_en=d.name_en, institutions=counts.get(d.name, 0))
             for d in s.scalars(select(District).order_by(District.name))]
 

@@ -47,7 +47,7 @@ def institution_rows(s: Session, scope: Scope, *, district: str | None = None,
     if institution_id is not None:
         q = q.where(Institution.id == institution_id)
     return [InstitutionOut(id=i.id, name=i.name, name_en=i.name_en, district=i.district, created_at=i.created_at,
-                           devices=n or 0) for i, n in s.execute(q).tuples()]
+                           devices=n or 0) for i, n in s.execute(q)]
 
 
 def scoped_institution(s: Session, scope: Scope, institution_id: str) -> InstitutionOut:

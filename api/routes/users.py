@@ -72,8 +72,8 @@ def refused_as_http() -> Iterator[None]:
 
 def user_rows(s: Session, username: str | None = None) -> list[UserOut]:
     now = security.utcnow()
-    keys = dict(s.execute(select(ApiKey.user_id, func.count()).where(ApiKey.revoked.is_(False))
-                          .group_by(ApiKey.user_id)).tuples())
+    keys = {k: v for k, v in s.execute(select(ApiKey.user_id, func.count()).where(ApiKey.revoked.is_(False))
+                          .group_by(ApiKey.user_id))}
     q = select(User).order_by(User.role, User.username)
     if username is not None:
         q = q.where(User.username == username)
