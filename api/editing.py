@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, NoReturn
 
-from fastapi import HTTPException, Path
-from pydantic import AfterValidator
+from fastapi import HTTPException, Path, Query
+from pydantic import AfterValidator, Field
 
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # for query and path parameters (PostgreSQL refuses NUL in text)
 
 
 def _ident(value: str) -> str:
@@ -48,9 +49,16 @@ Text = Annotated[str, _text(200, False)]
 LongText = Annotated[str, _text(500, False)]
 
 # Path parameters: the same limits as the columns, so an odd id is a 404/422, never a database error.
-IdPath = Annotated[str, Path(min_length=1, max_length=64)]
-DevicePath = Annotated[str, Path(min_length=1, max_length=200)]
-NamePath = Annotated[str, Path(min_length=1, max_length=100)]
+IdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=PRINTABLE)]
+DevicePath = Annotated[str, Path(min_length=1, max_length=200, pattern=PRINTABLE)]
+NamePath = Annotated[str, Path(min_length=1, max_length=100, pattern=PRINTABLE)]
+
+# Query filters (None: not filtered)
+IdFilter = Annotated[str | None, Query(max_length=64, pattern=PRINTABLE)]
+NameFilter = Annotated[str | None, Query(max_length=100, pattern=PRINTABLE)]
+WordFilter = Annotated[str | None, Query(max_length=40, pattern=PRINTABLE)]
+LongFilter = Annotated[str | None, Query(max_length=300, pattern=PRINTABLE)]
+Word = Annotated[str, Field(max_length=100, pattern=PRINTABLE)]  # a district, in a list
 
 
 def not_found(what_zh: str, what_en: str, key: str) -> NoReturn:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import Admin, SessionDep
+from api.editing import NameFilter, WordFilter
 from api.models import AuditEntry
 from api.schemas import AuditOut
 
@@ -34,9 +35,9 @@ def audit_rows(s: Session, *, actor: str | None = None, resource: str | None = N
 
 
 @router.get("")
-def list_audit(s: SessionDep, _: Admin, actor: Annotated[str | None, Query(max_length=100)] = None,
-               resource: Annotated[str | None, Query(max_length=40)] = None,
-               action: Annotated[str | None, Query(max_length=20)] = None,
+def list_audit(s: SessionDep, _: Admin, actor: NameFilter = None,
+               resource: WordFilter = None,
+               action: WordFilter = None,
                since: Annotated[datetime | None, Query(description="ISO time; without an offset it is UTC")] = None,
                before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditOut]:

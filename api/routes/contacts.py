@@ -5,9 +5,9 @@ only (phone numbers and addresses). Secrets are write-only: answers say only whe
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +19,19 @@ from anxin.config import Settings
 from anxin.db import Institution
 from api import audit
 from api.deps import Admin, SessionDep, System
-from api.editing import Ident, IdPath, LongText, Name, Text, apply_changes, conflict, not_found, unprocessable
+from api.editing import (
+    Ident,
+    IdFilter,
+    IdPath,
+    LongText,
+    Name,
+    Text,
+    WordFilter,
+    apply_changes,
+    conflict,
+    not_found,
+    unprocessable,
+)
 from api.models import AuditAction, District
 from api.schemas import ContactOut
 
@@ -113,8 +125,8 @@ def _contact(s: Session, contact_id: str) -> Contact:
 
 
 @router.get("")
-def list_contacts(s: SessionDep, _: Admin, institution: Annotated[str | None, Query(max_length=64)] = None,
-                  role: Annotated[str | None, Query(max_length=20)] = None) -> list[ContactOut]:
+def list_contacts(s: SessionDep, _: Admin, institution: IdFilter = None,
+                  role: WordFilter = None) -> list[ContactOut]:
     return contact_rows(s, institution=institution, role=role)
 
 

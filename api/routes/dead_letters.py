@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from anxin.db import DeadLetter, utcnow
 from api import audit
 from api.deps import Admin, SessionDep, System
-from api.editing import not_found
+from api.editing import LongFilter, not_found
 from api.models import AuditAction
 from api.schemas import DeadLetterDetail, DeadLetterOut, ReplayOut
 from gateway.pipeline import Rejected
@@ -71,7 +71,7 @@ def _dead_letter(s: Session, dead_letter_id: int) -> DeadLetter:
 @router.get("")
 def list_dead_letters(s: SessionDep, _: Admin, before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 50, pending_only: bool = False,
-                      source: Annotated[str | None, Query(max_length=300)] = None) -> list[DeadLetterOut]:
+                      source: LongFilter = None) -> list[DeadLetterOut]:
     """Newest first; page with ``before_id`` (the last id of the previous page)."""
     return dead_letter_rows(s, before_id=before_id, limit=limit, pending_only=pending_only, source=source)
 

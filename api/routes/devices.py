@@ -16,7 +16,17 @@ from alerting import commissioning
 from anxin.db import Device, Institution
 from api import audit
 from api.deps import Admin, CurrentUser, Runtime, SessionDep, System
-from api.editing import DeviceIdField, DevicePath, Ident, Text, apply_changes, conflict, not_found, unprocessable
+from api.editing import (
+    DeviceIdField,
+    DevicePath,
+    Ident,
+    IdFilter,
+    Text,
+    apply_changes,
+    conflict,
+    not_found,
+    unprocessable,
+)
 from api.models import AuditAction
 from api.schemas import DeviceOut
 from api.scope import Scope
@@ -73,7 +83,7 @@ def _check(s: Session, system: Runtime, institution_id: str | None, profile: str
 
 
 @router.get("")
-def list_devices(s: SessionDep, user: CurrentUser, institution: Annotated[str | None, Query(max_length=64)] = None,
+def list_devices(s: SessionDep, user: CurrentUser, institution: IdFilter = None,
                  limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> list[DeviceOut]:
     """The devices in the caller's scope, by institution and room."""

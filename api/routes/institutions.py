@@ -3,9 +3,7 @@ one); administrators create, change and delete them."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,7 +12,17 @@ from alerting.models import Contact, DrillWindow, Incident
 from anxin.db import Device, Institution
 from api import audit
 from api.deps import Admin, CurrentUser, SessionDep, System
-from api.editing import Ident, IdPath, Name, Text, apply_changes, conflict, not_found, unprocessable
+from api.editing import (
+    Ident,
+    IdPath,
+    Name,
+    NameFilter,
+    Text,
+    apply_changes,
+    conflict,
+    not_found,
+    unprocessable,
+)
 from api.models import AuditAction, District, User
 from api.schemas import InstitutionOut
 from api.scope import Scope
@@ -65,7 +73,7 @@ def _known_district(s: Session, name: str) -> None:
 
 @router.get("")
 def list_institutions(s: SessionDep, user: CurrentUser,
-                      district: Annotated[str | None, Query(max_length=100)] = None) -> list[InstitutionOut]:
+                      district: NameFilter = None) -> list[InstitutionOut]:
     """The institutions in the caller's scope."""
     return institution_rows(s, user.scope, district=district)
 

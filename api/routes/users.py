@@ -15,15 +15,15 @@ from sqlalchemy.orm import Session
 
 from api import audit, security
 from api.deps import Admin, SessionDep, System
-from api.editing import Name, Text, apply_changes, not_found
+from api.editing import PRINTABLE, Name, Text, Word, apply_changes, not_found
 from api.models import ApiKey, AuditAction, Role, User
 from api.schemas import ApiKeyOut, NewApiKey, UserOut
 
 router = APIRouter(prefix="/api/v1/users", tags=["admin"])
 
-UsernamePath = Annotated[str, Path(min_length=1, max_length=100)]
+UsernamePath = Annotated[str, Path(min_length=1, max_length=100, pattern=PRINTABLE)]
 Password = Annotated[str, Field(min_length=1, max_length=200)]
-ScopeId = Annotated[str, Field(max_length=64)]
+ScopeId = Annotated[str, Field(max_length=64, pattern=PRINTABLE)]
 
 
 class UserIn(BaseModel):
@@ -34,7 +34,7 @@ class UserIn(BaseModel):
     display_name: Text = ""
     institution_id: ScopeId | None = None
     contractor_id: ScopeId | None = None
-    districts: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
+    districts: list[Word] = Field(default_factory=list, max_length=100)
     lang: Literal["zh", "en"] = "zh"
 
 
@@ -44,7 +44,7 @@ class UserPatch(BaseModel):
     role: Role | None = None
     institution_id: ScopeId | None = None
     contractor_id: ScopeId | None = None
-    districts: list[Annotated[str, Field(max_length=100)]] | None = Field(default=None, max_length=100)
+    districts: list[Word] | None = Field(default=None, max_length=100)
     lang: Literal["zh", "en"] | None = None
     active: bool | None = None
 

@@ -231,6 +231,13 @@ def main_flows(world: World) -> None:
     assert_audited(world, "institution", "inst-c", "delete", started)
     assert http.get("/api/v1/institutions/inst-c").status_code == 404
 
+    # a NUL byte is refused before the database sees it (PostgreSQL cannot store one: no 500)
+    for url in ("/api/v1/institutions/a%00b", "/api/v1/devices/a%00b", "/api/v1/users/a%00b",
+                "/api/v1/audit?actor=a%00b", "/api/v1/devices?institution=a%00b"):
+        assert http.get(url).status_code == 422, url
+    r = http.post("/api/v1/districts", json={"name": "a\u0000b"})
+    assert r.status_code == 422 and "control characters" in detail_of(r)
+
 
 def test_main_flows_sqlite(tmp_path: Path) -> None:
     with api_world(tmp_path) as world:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from api.console.pages.admin_layout import admin_page
 from api.console.render import SHANGHAI
 from api.deps import Admin, SessionDep, System
+from api.editing import NameFilter, WordFilter
 from api.routes.audit_log import audit_rows
 from api.routes.dead_letters import dead_letter_rows, get_dead_letter
 from api.routes.policies import policies
@@ -42,14 +43,14 @@ def dead_letter(dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)], reques
 
 
 @router.get("/console/admin/audit", response_class=HTMLResponse)
-def audit(request: Request, s: SessionDep, user: Admin, actor: Annotated[str, Query(max_length=100)] = "",
-          resource: Annotated[str, Query(max_length=40)] = "", action: Annotated[str, Query(max_length=20)] = "",
-          since: Annotated[str, Query(max_length=40, description="Beijing time, e.g. 2026-12-01T08:00")] = "",
+def audit(request: Request, s: SessionDep, user: Admin, actor: NameFilter = None, resource: WordFilter = None,
+          action: WordFilter = None, since: WordFilter = None,
           before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> HTMLResponse:
-    since_utc = _beijing(since)
+    since_utc = _beijing(since or "")
     rows = audit_rows(s, actor=actor or None, resource=resource or None, action=action or None, since=since_utc,
                       before_id=before_id, limit=PAGE)
-    filters = {"actor": actor, "resource": resource, "action": action, "since": since if since_utc else ""}
+    filters = {"actor": actor or "", "resource": resource or "", "action": action or "",
+               "since": since if since_utc else ""}
     return admin_page(request, "admin_audit.html", user, "audit", rows=rows, filters=filters,
                       older=rows[-1].id if len(rows) == PAGE else None)
 
