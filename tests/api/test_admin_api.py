@@ -28,6 +28,8 @@ ADMIN_PREFIXES = ("/api/v1/districts", "/api/v1/contacts", "/api/v1/contractors"
                   "/api/v1/policies", "/api/v1/dead-letters", "/api/v1/audit")
 SCOPED_READS = ("/api/v1/institutions", "/api/v1/devices")  # readable within one's scope; changes admin-only
 NON_ADMINS = ("director-a", "contractor-a", "commission-siming")
+ADMIN_PAGES = ["", "/districts", "/institutions", "/devices", "/contacts", "/contractors", "/users",
+               "/users/director-a", "/policies", "/dead-letters", "/audit"]
 
 
 def audit_rows(world: World, resource: str, resource_id: str) -> list[AuditEntry]:
@@ -268,6 +270,13 @@ def test_non_admins_get_403_on_every_admin_endpoint_and_anonymous_401(tmp_path: 
             for user in NON_ADMINS:
                 r = world.client(user).request(method, url, json={})
                 assert r.status_code == 403, (user, method, url, r.status_code, r.text[:200])
+        html = {"Accept": "text/html"}
+        for url in [f"/console/admin{p}" for p in ADMIN_PAGES]:
+            r = world.anonymous().get(url, headers=html)
+            assert r.status_code == 303 and r.headers["location"] == f"/login?next={url}", url
+            for user in NON_ADMINS:
+                assert world.client(user).get(url, headers=html).status_code == 403, (user, url)
+            assert world.client("admin").get(url, headers=html).status_code == 200, url
         with world.system.sessions() as s:  # nothing was written by any of them
             assert not s.scalars(select(AuditEntry).where(AuditEntry.action.not_in(["login"]))).first()
 

@@ -16,6 +16,7 @@ from anxin.db import DeadLetter, Device, Institution, Verification
 from api.console.pages import admin_ops, admin_people
 from api.console.pages.admin_layout import admin_page
 from api.deps import Admin, SessionDep, System
+from api.editing import IdFilter
 from api.models import AuditEntry, Contractor, District, User
 from api.routes.contacts import contact_rows, known_roles
 from api.routes.contractors import contractor_rows
@@ -53,8 +54,9 @@ def institutions(request: Request, s: SessionDep, user: Admin) -> HTMLResponse:
 
 
 @router.get("/console/admin/devices", response_class=HTMLResponse)
-def devices(request: Request, s: SessionDep, system: System, user: Admin, institution: str = "") -> HTMLResponse:
-    chosen = institution[:64] or None
+def devices(request: Request, s: SessionDep, system: System, user: Admin,
+            institution: IdFilter = None) -> HTMLResponse:
+    chosen = institution or None
     return admin_page(request, "admin_devices.html", user, "devices",
                       rows=device_rows(s, user.scope, institution=chosen), chosen=chosen or "",
                       institutions=institution_rows(s, user.scope), profiles=sorted(system.profiles.by_name))

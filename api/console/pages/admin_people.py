@@ -10,7 +10,7 @@ from api.deps import Admin, SessionDep
 from api.routes.contractors import contractor_rows
 from api.routes.districts import district_rows
 from api.routes.institutions import institution_rows
-from api.routes.users import list_keys, user_rows
+from api.routes.users import UsernamePath, list_keys, user_rows
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,7 +23,7 @@ def users(request: Request, s: SessionDep, user: Admin) -> HTMLResponse:
 
 
 @router.get("/console/admin/users/{username}", response_class=HTMLResponse)
-def one_user(username: str, request: Request, s: SessionDep, user: Admin) -> HTMLResponse:
-    keys = list_keys(username[:100], s, user)  # 404 for an unknown user
-    [row] = user_rows(s, username[:100])
+def one_user(username: UsernamePath, request: Request, s: SessionDep, user: Admin) -> HTMLResponse:
+    keys = list_keys(username, s, user)  # 404 for an unknown user
+    [row] = user_rows(s, username)
     return admin_page(request, "admin_user.html", user, "users", row=row, keys=keys)
