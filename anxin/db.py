@@ -110,6 +110,10 @@ class DeadLetter(Base):
     source: Mapped[str] = mapped_column(String(300))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(Text)
+    # Replayed through the decoder by an administrator (api/routes/dead_letters.py): set when it succeeded
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replayed_by: Mapped[str] = mapped_column(String(100), default="")
+    replay_result: Mapped[str] = mapped_column(Text, default="")  # what the last replay gave
 
 
 class AlarmLaneTopic(Base):

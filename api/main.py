@@ -14,12 +14,29 @@ from api.body_limit import BodyLimit
 from api.console.pages import admin, board, devices, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
-from api.routes import auth, feed, health, incidents, ingest
+from api.routes import (
+    audit_log,
+    auth,
+    contacts,
+    contractors,
+    dead_letters,
+    districts,
+    feed,
+    health,
+    incidents,
+    ingest,
+    institutions,
+    policies,
+    users,
+)
+from api.routes import devices as device_api
 from api.routes import overview as overview_api
 from api.routes.ack import ack_router
 
-ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router,
-           overview_api.router]
+ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
+ROUTERS += [districts.router, institutions.router, device_api.router, contacts.router, contractors.router,  # admin
+            users.router, policies.router, dead_letters.router, audit_log.router]
+ROUTERS += [overview_api.router]  # commission
 PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
 
 

@@ -6,6 +6,7 @@ so a fast hash is enough), argon2id of passwords (people choose those)."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -15,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from api.models import ApiKey, LoginSession, Role, User
+from anxin.db import Institution
+from api.models import ApiKey, Contractor, District, LoginSession, Role, User
 
 SESSION_COOKIE = "anxin_session"
 SESSION_TTL = timedelta(hours=12)  # a control-room shift
@@ -133,25 +135,99 @@ def api_key_user(s: Session, token: str, now: datetime) -> User | None:
     return user
 
 
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+
+
+class UserConflict(ValueError):
+    """The change clashes with what exists (a taken username, the last active administrator)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserScope:
+    """A role with the scope it needs, checked against the database (``check_scope``)."""
+
+    role: Role
+    institution_id: str | None
+    contractor_id: str | None
+    districts: list[str]
+
+
+def check_scope(s: Session, role: Role, *, institution_id: str | None = None, contractor_id: str | None = None,
+                districts: list[str] | None = None) -> UserScope:
+    """The one check of a role's scope, for the CLI and the API alike: an institution user needs an
+    existing institution, a contractor user an existing contractor, a commission user known districts
+    (a district table row, or a district some institution names). Fields of other roles are dropped."""
+    if role is Role.INSTITUTION:
+        if not institution_id:
+            raise ValueError("机构用户需要机构 / an institution user needs an institution (--institution)")
+        if s.get(Institution, institution_id) is None:
+            raise ValueError(f"没有机构 / no institution {institution_id!r}")
+    if role is Role.CONTRACTOR:
+        if not contractor_id:
+            raise ValueError("安保公司用户需要安保公司 / a contractor user needs a contractor (--contractor)")
+        if s.get(Contractor, contractor_id) is None:
+            raise ValueError(f"没有安保公司 / no contractor {contractor_id!r}")
+    names = [d.strip() for d in districts or [] if d.strip()]
+    if role is Role.COMMISSION:
+        if not names:
+            raise ValueError("卫健委用户需要辖区 / a commission user needs districts (--districts)")
+        unknown = [d for d in names if s.get(District, d) is None
+                   and s.scalar(select(Institution.id).where(Institution.district == d).limit(1)) is None]
+        if unknown:
+            raise ValueError(f"没有辖区 / unknown district(s): {', '.join(unknown)}")
+    return UserScope(role, institution_id if role is Role.INSTITUTION else None,
+                     contractor_id if role is Role.CONTRACTOR else None,
+                     list(dict.fromkeys(names)) if role is Role.COMMISSION else [])
+
+
 def add_user(s: Session, username: str, password: str, role: Role, *, display_name: str = "",
              institution_id: str | None = None, contractor_id: str | None = None,
              districts: list[str] | None = None, lang: str = "zh") -> User:
-    """Validates that the role has its scope (an institution, a contractor, districts)."""
-    if role is Role.INSTITUTION and not institution_id:
-        raise ValueError("机构用户需要机构 / an institution user needs --institution")
-    if role is Role.CONTRACTOR and not contractor_id:
-        raise ValueError("安保公司用户需要安保公司 / a contractor user needs --contractor")
-    if role is Role.COMMISSION and not districts:
-        raise ValueError("卫健委用户需要辖区 / a commission user needs --districts")
+    """Validates the username and that the role has its scope (``check_scope``)."""
+    if not USERNAME.fullmatch(username):
+        raise ValueError("用户名只能用字母、数字和 . _ @ -，最长 100 / a username is 1-100 letters, digits, . _ @ -")
+    scope = check_scope(s, role, institution_id=institution_id, contractor_id=contractor_id, districts=districts)
     if s.scalar(select(User.id).where(User.username == username)) is not None:
-        raise ValueError(f"用户已存在 / user {username!r} exists")
+        raise UserConflict(f"用户已存在 / user {username!r} exists")
     user = User(username=username, display_name=display_name or username, password_hash=hash_password(password),
-                role=role.value, institution_id=institution_id if role is Role.INSTITUTION else None,
-                contractor_id=contractor_id if role is Role.CONTRACTOR else None,
-                districts=list(districts or []) if role is Role.COMMISSION else [], lang=lang)
+                role=role.value, institution_id=scope.institution_id, contractor_id=scope.contractor_id,
+                districts=scope.districts, lang=lang)
     s.add(user)
     s.flush()
     return user
+
+
+def set_scope(s: Session, user: User, scope: UserScope) -> None:
+    keep_admin(s, user, role=scope.role, active=user.active)
+    user.role = scope.role.value
+    user.institution_id, user.contractor_id, user.districts = scope.institution_id, scope.contractor_id, scope.districts
+    s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))  # log in again under the new scope
+
+
+def set_password(s: Session, user: User, password: str) -> None:
+    """A new password unlocks the account and ends its console sessions."""
+    user.password_hash = hash_password(password)
+    user.failed_logins, user.locked_until = 0, None
+    s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+
+
+def set_active(s: Session, user: User, active: bool) -> None:
+    """Disabling ends the user's console sessions; their API keys stop working too (checked per call)."""
+    keep_admin(s, user, role=Role(user.role), active=active)
+    user.active = active
+    if not active:
+        s.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+
+
+def keep_admin(s: Session, user: User, *, role: Role, active: bool) -> None:
+    """Refuses a change that would leave no active administrator (nobody could administer then)."""
+    if user.role != Role.ADMIN.value or not user.active or (role is Role.ADMIN and active):
+        return
+    others = s.scalar(select(func.count()).select_from(User).where(
+        User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id))
+    if not others:
+        raise UserConflict("不能停用或降级最后一个管理员 / the last active administrator cannot be disabled or "
+                           "given another role")
 
 
 class LoginThrottle:

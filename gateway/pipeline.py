@@ -116,22 +116,15 @@ class Pipeline:
         if self._is_repeat(topic, payload):
             ack()
             return Duplicate()
-        try:
-            m = self.profiles.match(topic, payload, profile=profile, assigned=self.registry.assigned)
-            info = self.registry.lookup(m.device_id)
-            decoded = m.profile.decode(m.doc, m.device_id, received_at, info.institution_id if info else None)
-        except NoProfileError as exc:
-            rejected = Rejected("no_profile", str(exc))
-        except DecodeError as exc:
-            rejected = Rejected("malformed", str(exc))
-        except Exception as exc:  # a codec bug must not take the gateway down with it
-            log.exception("decoder crashed on %s", origin)
-            rejected = Rejected("internal_error", f"internal error: {exc!r}")
+        decoded_or = self._decode(topic, payload, profile, origin, received_at)
+        if isinstance(decoded_or, Rejected):
+            rejected = decoded_or
         else:
+            decoded = decoded_or
             if self.duplicate_window_s > 0:
                 alarm = bool(decoded.events) and any(e.state is EventState.ACTIVE for e in decoded.events)
                 self._last[topic] = (payload, time.monotonic(), alarm)
-            if info is None:
+            if self.registry.lookup(decoded.device_id) is None:
                 self.metrics.inc("anxin_unregistered_messages_total")
             if decoded.usable or not decoded.problems:
                 return self._route(decoded, origin, received_at, ack)
@@ -152,6 +145,37 @@ class Pipeline:
         else:
             self.dead_letters.put(rejected.kind, origin, payload, rejected.reason, received_at, ack)
         return rejected
+
+    def _decode(self, topic: str, payload: bytes, profile: str | None, origin: str,
+                received_at: datetime) -> Decoded | Rejected:
+        try:
+            m = self.profiles.match(topic, payload, profile=profile, assigned=self.registry.assigned)
+            info = self.registry.lookup(m.device_id)
+            return m.profile.decode(m.doc, m.device_id, received_at, info.institution_id if info else None)
+        except NoProfileError as exc:
+            return Rejected("no_profile", str(exc))
+        except DecodeError as exc:
+            return Rejected("malformed", str(exc))
+        except Exception as exc:  # a codec bug must not take the gateway down with it
+            log.exception("decoder crashed on %s", origin)
+            return Rejected("internal_error", f"internal error: {exc!r}")
+
+    def replay(self, origin: str, payload: bytes, received_at: datetime, ack: Ack) -> Decoded | Rejected:
+        """A dead letter's payload decoded again (a profile or the registry fixed since), from the source
+        it came by ("mqtt:<topic>" or "http:<profile>") and with the time it was received. Decoded, it is
+        stored like a fresh message (its alarms alert) and ``ack`` runs once durable. Rejected again,
+        nothing new is stored (no second dead letter or fault event): the caller keeps the old one."""
+        source, _, topic = origin.partition(":")
+        if source not in ("mqtt", "http") or not topic:
+            return Rejected("unknown_source", f"cannot replay a message from {origin!r}")
+        if len(payload) > self.max_payload_bytes:
+            return Rejected("too_large", f"payload too large: {len(payload)} bytes, limit {self.max_payload_bytes}")
+        decoded = self._decode(topic, payload, topic if source == "http" else None, origin, received_at)
+        if isinstance(decoded, Rejected):
+            return decoded
+        if not decoded.usable and decoded.problems:
+            return Rejected("unusable", f"profile {decoded.profile}: " + "; ".join(decoded.problems))
+        return self._route(decoded, origin, received_at, ack)
 
     def _registered_device_fault(self, topic: str, payload: bytes, rejected: Rejected,
                                  received_at: datetime) -> Event | None:

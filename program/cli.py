@@ -240,9 +240,8 @@ def _read_password(args: argparse.Namespace) -> str:
 def cmd_user(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from anxin.db import Institution
-    from api.models import Contractor, District, Role, User
-    from api.security import add_user, create_api_key, hash_password
+    from api.models import Role, User
+    from api.security import add_user, create_api_key, set_active, set_password
 
     try:
         _, sessions = open_database(create=args.action == "add")
@@ -257,15 +256,7 @@ def cmd_user(args: argparse.Namespace) -> int:
                 return _fail("user", "需要用户名 / a username is needed")
             if args.action == "add":
                 role = Role(args.role)
-                if args.institution and s.get(Institution, args.institution) is None:
-                    return _fail("user", f"没有机构 / no institution {args.institution!r}")
-                if args.contractor and s.get(Contractor, args.contractor) is None:
-                    return _fail("user", f"没有安保公司 / no contractor {args.contractor!r}")
                 districts = [d.strip() for d in (args.districts or "").split(",") if d.strip()]
-                unknown = [d for d in districts if s.get(District, d) is None
-                           and s.scalar(select(Institution.id).where(Institution.district == d).limit(1)) is None]
-                if unknown:
-                    return _fail("user", f"没有辖区 / unknown district(s): {', '.join(unknown)}")
                 add_user(s, args.username, _read_password(args), role, display_name=args.name or "",
                          institution_id=args.institution, contractor_id=args.contractor, districts=districts,
                          lang=args.lang)
@@ -275,11 +266,10 @@ def cmd_user(args: argparse.Namespace) -> int:
             if user is None:
                 return _fail("user", f"没有用户 / no user {args.username!r}")
             if args.action == "password":
-                user.password_hash = hash_password(_read_password(args))
-                user.failed_logins, user.locked_until = 0, None
+                set_password(s, user, _read_password(args))
                 print(f"password of {args.username} changed")
             elif args.action == "disable":
-                user.active = False
+                set_active(s, user, False)
                 print(f"user {args.username} disabled")
             elif args.action == "key":
                 print(create_api_key(s, user, args.key_name))
