@@ -1,7 +1,7 @@
 """dead letters: replayed_at, replayed_by, replay_result (an administrator's replay through the decoder)
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-01 16:05:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import anxin.db
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
