@@ -14,10 +14,21 @@ from api.body_limit import BodyLimit
 from api.console.pages import admin, board, devices, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
-from api.routes import auth, feed, health, incidents, ingest
+from api.routes import (  # h-inst
+    auth,
+    device_tests,
+    drill_windows,
+    feed,
+    health,
+    incidents,
+    ingest,
+    institution_summary,
+    readings,
+)
 from api.routes.ack import ack_router
 
 ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
+ROUTERS += [readings.router, institution_summary.router, drill_windows.router, device_tests.router]  # h-inst
 PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
 
 
