@@ -34,19 +34,22 @@
   const short = (iso) => local(iso).slice(5, 16);  // MM-DD HH:MM, Beijing
   const fmt = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : String(+v.toFixed(3)));
 
-  // Two taps: the first turns the button into "confirm / cancel", the second does it.
-  function twoTap(label, confirmLabel, testid, action) {
+  // Two taps: the first turns the button into "confirm / cancel", the second does it. While a
+  // confirmation waits, live updates wait too (re-rendering would take the button from under the finger).
+  let armed = 0;
+  function twoTap(label, confirmLabel, testid, action, style = "danger", warning = "") {
     const box = el("span", {class: "two-tap"});
-    const first = el("button", {type: "button", class: "danger", text: label, "data-testid": testid});
+    const first = el("button", {type: "button", class: style, text: label, "data-testid": testid});
     first.addEventListener("click", () => {
+      armed = Date.now();
       const yes = el("button", {type: "button", class: "danger", text: confirmLabel, "data-testid": testid + "-confirm"});
       const no = el("button", {type: "button", text: t("取消", "Cancel")});
-      const msg = el("span", {class: "small"});
+      const msg = el("span", {class: "small", text: warning});
       yes.addEventListener("click", async () => {
         yes.disabled = true;
-        try { await action(); await refresh(); } catch (e) { msg.textContent = e.message; yes.disabled = false; }
+        try { await action(); armed = 0; await refresh(); } catch (e) { msg.textContent = e.message; yes.disabled = false; }
       });
-      no.addEventListener("click", () => box.replaceChildren(first));
+      no.addEventListener("click", () => { armed = 0; box.replaceChildren(first); });
       box.replaceChildren(yes, no, msg);
     });
     box.append(first);
@@ -106,12 +109,10 @@
     const list = summary.devices.map((d) => {
       const st = STATUS[d.status] || [d.status, d.status, ""];
       const verified = d.verification === "verified";
+      // The drill banner that appears says what happens meanwhile and offers to end the window.
       const actions = canAct ? twoTap(t("测试", "Test"), t("开始 10 分钟测试", "Start 10-min test"), "test",
-        async () => {
-          const r = await send("POST", "/api/v1/device-tests", {device_id: d.id, minutes: 10});
-          window.alert(t(`测试时段已开启，至 ${local(r.window.ends_at)}。请现在按下 ${d.name || d.id} 的测试键。`,
-            `Test window open until ${local(r.window.ends_at)}. Press the test button of ${d.name || d.id} now.`));
-        }) : null;
+        () => send("POST", "/api/v1/device-tests", {device_id: d.id, minutes: 10}), "",
+        t("10 分钟内本园所有报警只发给演练接收人。", "For 10 minutes every alarm here goes to the drill receivers only.")) : null;
       return el("li", {class: "dev", "data-device": d.id},
         el("div", {class: "dev-head"}, el("strong", {text: d.name || d.id}), el("span", {class: "muted", text: d.room}),
           el("span", {class: `badge ${st[2]}`, text: t(st[0], st[1])}),
@@ -144,7 +145,7 @@
       ` ${local(w.starts_at).slice(0, 16)} – ${local(w.ends_at).slice(11, 16)} `,
       el("span", {class: "muted", text: w.note}),
       canAct && w.state === "upcoming" ? twoTap(t("取消", "Cancel"), t("确定取消", "Yes, cancel"), "cancel-drill",
-        () => send("POST", `/api/v1/drill-windows/${w.id}/end`)) : null));
+        () => send("POST", `/api/v1/drill-windows/${w.id}/end`), "") : null));
     $("drill-list").replaceChildren(items.length ? el("ul", {class: "drill-list"}, items)
       : el("p", {class: "muted small", text: t("近 90 天没有演练时段。", "No drill windows in the last 90 days.")}));
     $("receivers-note").textContent = summary.drill_receivers ? t(`本园有 ${summary.drill_receivers} 个演练接收人。`,
@@ -180,7 +181,7 @@
       tooltip: {trigger: "axis", formatter: (ps) => `${local(new Date(ps[0].value[0]).toISOString())}<br>` +
         `${fmt(ps[0].value[1])} ${data.unit}`},
       xAxis: {type: "time", axisLabel: {hideOverlap: true,
-        formatter: (v) => local(new Date(v).toISOString()).slice(hours > 24 ? 5 : 11, hours > 24 ? 10 : 16)}},
+        formatter: (v) => local(new Date(v).toISOString()).slice(hours > 24 ? 5 : 11, 16)}},
       yAxis: {type: "value", name: data.unit, scale: true,
         max: limit ? (v) => Math.max(v.max, limit.above * 1.1) : null},
       series: [{type: "line", showSymbol: false, data: data.points.map((p) => [Date.parse(p.at), p.value]),
@@ -228,13 +229,17 @@
     await drawChart();
   }
   let pending = null;
-  const soon = () => { clearTimeout(pending); pending = setTimeout(() => refresh().catch(showError), 300); };
+  function soon() {
+    clearTimeout(pending);
+    const waiting = armed && Date.now() - armed < 60000;
+    pending = setTimeout(() => (waiting ? soon() : refresh().catch(showError)), waiting ? 1000 : 300);
+  }
 
   refresh().catch(showError).finally(() => {
     feed(root.dataset.cursor, {incident: soon, device: soon}, (up) => {
       $("live").textContent = up ? t("实时", "live") : t("重连中", "reconnecting");
       $("live").className = `badge ${up ? "ok" : "warn"}`;
     });
-    setInterval(() => refresh().catch(showError), 60000);  // readings have no feed event
+    setInterval(soon, 60000);  // readings have no feed event
   });
 })();
