@@ -30,7 +30,7 @@ def state_of(world: World, incident_id: int) -> str:
     with world.system.sessions() as s:
         incident = s.get(Incident, incident_id)
         assert incident is not None
-        return incident.state
+        return str(incident.state)
 
 
 def timeline(world: World, incident_id: int) -> list[tuple[str, str, dict[str, object]]]:
