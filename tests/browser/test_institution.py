@@ -187,3 +187,8 @@ def test_director_acknowledges_from_the_link_and_in_two_taps_registers_a_drill_a
             no_overflow(page)
             shot(page, "institution-desktop")
             assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", page.locator("#device-list").inner_text())
+            page.click("[data-testid=lang-switch]")
+            expect(page.locator("#alarms h2")).to_have_text("Open incidents")
+            expect(page.locator(f"li[data-incident='{second}']")).to_contain_text("Smoke / fire alarm")
+            expect(page.locator("#env-list")).to_contain_text("CO₂")
+            shot(page, "institution-desktop-en")
