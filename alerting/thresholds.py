@@ -291,30 +291,32 @@ def series(source: InfluxWindowSource | SqliteWindowSource, device_id: str, metr
 
 def latest_values(source: InfluxWindowSource | SqliteWindowSource, devices: Sequence[str],
                   lookback_s: int) -> dict[tuple[str, str], tuple[float, float]]:
-    """(device, metric) -> (epoch seconds, value) of the newest reading of each of ``devices``."""
-    wanted = set(devices)
+    """(device, metric) -> (epoch seconds, value) of the newest reading of each of ``devices``. Index
+    lookups per device, so the cost does not grow with the store."""
+    wanted = sorted(set(devices))
     if not wanted:
         return {}
-    since = int((datetime.now(UTC).timestamp() - lookback_s) * 1e9)
+    out: dict[tuple[str, str], tuple[float, float]] = {}
     if isinstance(source, SqliteWindowSource):
         if not source._path.exists():
             return {}
-        marks = ",".join("?" * len(wanted))
+        since = int((datetime.now(UTC).timestamp() - lookback_s) * 1e9)
         with sqlite3.connect(source._path) as conn:
-            # SQLite gives the bare column ``value`` of the row holding max(ts_ns)
-            rows = conn.execute(f"SELECT device_id, metric, max(ts_ns), value FROM readings WHERE ts_ns > ? AND "
-                                f"device_id IN ({marks}) GROUP BY device_id, metric", (since, *sorted(wanted))
-                                ).fetchall()
-        return {(d, m): (ts / 1e9, float(v)) for d, m, ts, v in rows}
-    q = f'SELECT last("value") FROM /.*/ WHERE time > now() - {int(lookback_s)}s GROUP BY "device_id"'
+            for device in wanted:
+                for metric in METRIC_UNITS:  # one seek each on (device_id, metric, ts_ns)
+                    row = conn.execute("SELECT ts_ns, value FROM readings WHERE device_id = ? AND metric = ? AND "
+                                       "ts_ns > ? ORDER BY ts_ns DESC LIMIT 1", (device, metric, since)).fetchone()
+                    if row is not None:
+                        out[(device, metric)] = (row[0] / 1e9, float(row[1]))
+        return out
+    which = " OR ".join(f'"device_id" = \'{_influx_str(d)}\'' for d in wanted)
+    q = f'SELECT last("value") FROM /.*/ WHERE ({which}) AND time > now() - {int(lookback_s)}s GROUP BY "device_id"'
     resp = source._client.post("/query", params={**source._params, "epoch": "s"}, data={"q": q})
     resp.raise_for_status()
-    out: dict[tuple[str, str], tuple[float, float]] = {}
     for found in resp.json()["results"][0].get("series", []):
-        device = found["tags"]["device_id"]
-        if device in wanted and found["name"] in METRIC_UNITS:  # not the ``implausible`` measurement
+        if found["name"] in METRIC_UNITS:  # not the ``implausible`` measurement
             t, v = found["values"][0]
-            out[(device, found["name"])] = (float(t), float(v))
+            out[(found["tags"]["device_id"], found["name"])] = (float(t), float(v))
     return out
 
 

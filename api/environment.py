@@ -14,9 +14,7 @@ from alerting.thresholds import (
     InfluxWindowSource,
     SqliteWindowSource,
     ThresholdConfig,
-    influx_last_seen,
     load_thresholds,
-    sqlite_last_seen,
     window_source,
 )
 from anxin.db import Device
@@ -51,13 +49,6 @@ def telemetry(system: Runtime) -> InfluxWindowSource | SqliteWindowSource:
     if key not in _sources:
         _sources[key] = window_source(st)
     return _sources[key]
-
-
-def last_seen(source: InfluxWindowSource | SqliteWindowSource, lookback_s: int) -> dict[str, float]:
-    """device -> epoch seconds of its newest reading (as alerting.commissioning.telemetry_seen)."""
-    if isinstance(source, SqliteWindowSource):
-        return sqlite_last_seen(source, lookback_s) if source._path.exists() else {}
-    return influx_last_seen(source, lookback_s)
 
 
 def device_kind(system: Runtime, profile: str | None) -> str | None:

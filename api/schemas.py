@@ -94,7 +94,7 @@ class DeviceStateOut(BaseModel):
     room: str
     profile: str
     kind: str | None
-    status: str  # online | offline | never (no reading or event yet)
+    status: str  # online | offline (offline event active) | quiet (nothing for 24 h) | never (nothing yet)
     last_seen: datetime | None
     battery: float | None  # %, newest reading
     verification: str  # unverified | verified

@@ -17,14 +17,17 @@ from alerting.thresholds import latest_values
 from anxin.db import Device, EventRecord
 from anxin.model import METRIC_UNITS, EventState, EventType
 from api.deps import CurrentUser, System
-from api.environment import ENV_METRICS, device_kind, last_seen, limit_for, telemetry, thresholds
+from api.environment import ENV_METRICS, device_kind, limit_for, telemetry, thresholds
 from api.routes.drill_windows import drill_receivers, scoped_institution, window_out
 from api.routes.incidents import OPEN_STATES, incident_rows
 from api.schemas import DeviceStateOut, EnvValueOut, InstitutionSummary
 from api.scope import Scope
 
-LOOKBACK_S = 7 * 86400  # "now" is the newest reading of the last week
+LOOKBACK_S = 90 * 86400  # last seen: as far back as the commissioning listing looks
+NOW_S = 7 * 86400  # the environment "now": the newest reading of the last week
 RECENT = 20
+# Silent this long without an offline event (a profile without heartbeat, or the rules not run): not "online".
+QUIET = timedelta(hours=24)
 
 router = APIRouter(prefix="/api/v1/institution-summary", tags=["institution"])
 
@@ -56,14 +59,19 @@ def build_summary(system: System, scope: Scope, institution_id: str) -> Institut
             .order_by(DrillWindow.starts_at.desc()).limit(RECENT))]
         name, name_en, district = inst.name, inst.name_en, inst.district
     values = latest_values(source, list(devices), LOOKBACK_S)
-    rows = device_rows(system.sessions, institution=institution_id, readings_seen=last_seen(source, 90 * 86400))
+    seen: dict[str, float] = {}
+    for (device_id, _), (at, _) in values.items():
+        seen[device_id] = max(at, seen.get(device_id, 0.0))
+    rows = device_rows(system.sessions, institution=institution_id, readings_seen=seen)
+    recent = now.timestamp() - NOW_S
     config = thresholds(system)
     states: list[DeviceStateOut] = []
     environment: list[EnvValueOut] = []
     for r in rows:
         device = devices[r.device_id]
         kind = device_kind(system, r.profile)
-        status = "offline" if r.device_id in offline else "online" if r.last_seen else "never"
+        status = ("offline" if r.device_id in offline else "never" if r.last_seen is None
+                  else "quiet" if r.last_seen < now - QUIET else "online")
         battery = values.get((r.device_id, "battery"))
         states.append(DeviceStateOut(id=r.device_id, name=device.name, room=r.room, profile=r.profile, kind=kind,
                                      status=status, last_seen=r.last_seen,
@@ -71,7 +79,7 @@ def build_summary(system: System, scope: Scope, institution_id: str) -> Institut
                                      verified_at=r.verified_at, verified_by=r.verified_by))
         for metric in ENV_METRICS:
             found = values.get((r.device_id, metric))
-            if found is None:
+            if found is None or found[0] < recent:
                 continue
             limit = limit_for(config, metric, kind, device)
             environment.append(EnvValueOut(device_id=r.device_id, room=r.room, metric=metric,

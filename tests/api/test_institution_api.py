@@ -196,7 +196,9 @@ def test_readings_are_utc_buckets_with_the_rules_limits(tmp_path: Path) -> None:
                       Reading("air-a", "co2", 1200, now - timedelta(hours=30), "inst-a"),  # only in 48 h
                       Reading("air-a", "co2", 850, now - timedelta(seconds=5), "inst-a"),
                       Reading("air-a", "battery", 64, now - timedelta(seconds=5), "inst-a"),
-                      Reading("air-a", "temperature", 23.5, now - timedelta(seconds=5), "inst-a")])
+                      Reading("air-a", "temperature", 23.5, now - timedelta(seconds=5), "inst-a"),
+                      Reading("air-a", "pm25", 30, now - timedelta(days=8), "inst-a"),  # too old for "now"
+                      Reading("sos-a", "battery", 41, now - timedelta(days=10), "inst-a")])  # seen, long ago
         http = world.client("director-a")
         day = http.get("/api/v1/readings?device=air-a&metric=co2&hours=24").json()
         assert day["unit"] == "ppm" and day["bucket_s"] == 300
@@ -222,7 +224,10 @@ def test_readings_are_utc_buckets_with_the_rules_limits(tmp_path: Path) -> None:
         env = {e["metric"]: e for e in summary["environment"]}
         assert env["co2"]["value"] == 850 and env["co2"]["above_limit"] is True  # 850 > the room's 800
         assert env["temperature"]["limit"] is None and env["temperature"]["above_limit"] is False
-        assert "battery" not in env
+        assert "battery" not in env and "pm25" not in env
+        sos = next(d for d in summary["devices"] if d["id"] == "sos-a")
+        assert sos["battery"] == 41 and sos["status"] == "quiet"
+        assert abs(datetime.fromisoformat(sos["last_seen"]) - (now - timedelta(days=10))) < timedelta(seconds=1)
         air = next(d for d in summary["devices"] if d["id"] == "air-a")
         assert air["battery"] == 64 and air["status"] == "online" and air["verification"] == "unverified"
         assert abs(datetime.fromisoformat(air["last_seen"]) - now) < timedelta(seconds=10)

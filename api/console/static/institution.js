@@ -13,7 +13,7 @@
   const METRIC = {co2: ["二氧化碳", "CO₂"], hcho: ["甲醛", "Formaldehyde"], pm25: ["PM2.5", "PM2.5"],
     temperature: ["温度", "Temperature"], humidity: ["湿度", "Humidity"], battery: ["电量", "Battery"]};
   const STATUS = {online: ["在线", "online", "ok"], offline: ["离线", "offline", "alarm"],
-    never: ["未上线", "never seen", "warn"]};
+    quiet: ["超 24 小时未上报", "silent 24 h+", "warn"], never: ["未上线", "never seen", "warn"]};
   let summary = null;
 
   function el(tag, attrs, ...children) {
@@ -93,7 +93,8 @@
     $("env-list").className = "";
     const rows = env.map((e) => el("tr", {class: e.above_limit ? "over" : ""},
       el("td", {text: e.room || e.device_id}),
-      el("td", {text: metricName(e)}),
+      el("td", {}, metricName(e), Date.now() - Date.parse(e.at) > 2 * 3600000  // old: say when, phones too
+        ? el("div", {class: "small muted", text: `${t("读数于", "as of")} ${short(e.at)}`}) : null),
       el("td", {class: "num"}, el("strong", {text: fmt(e.value)}), ` ${e.unit}`),
       el("td", {class: "num", text: e.limit ? `≤ ${fmt(e.limit.above)}` : t("无规则", "no rule")}),
       el("td", {}, e.above_limit ? el("span", {class: "badge alarm", text: t("超限", "above")})
