@@ -69,7 +69,7 @@ def scoped_device(s: Session, scope: Scope, device_id: str) -> Device:
     """The device if it exists and its institution lies in the scope; 404 otherwise (the same answer)."""
     device = s.get(Device, device_id)
     if device is None or not scope.allows(device.institution_id):
-        raise HTTPException(404, f"没有设备 no device {device_id}")
+        raise HTTPException(404, "没有该设备 / no such device")  # the id is not echoed: same answer for all
     return device
 
 

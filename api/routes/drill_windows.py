@@ -53,7 +53,7 @@ def window_out(w: DrillWindow, now: datetime) -> DrillWindowOut:
 def scoped_institution(s: Session, scope: Scope, institution_id: str) -> Institution:
     inst = s.get(Institution, institution_id)
     if inst is None or not scope.allows(inst.id):
-        raise HTTPException(404, f"没有机构 no institution {institution_id}")
+        raise HTTPException(404, "没有该机构 / no such institution")
     return inst
 
 
@@ -87,13 +87,15 @@ def add_window(s: Session, user: Principal, request: Request, institution_id: st
 
 
 @router.get("")
-def list_windows(s: SessionDep, user: CurrentUser, institution: Annotated[str, Query(max_length=64)],
+def list_windows(s: SessionDep, user: CurrentUser,
+                 institution: Annotated[str | None, Query(max_length=64, description="one institution")] = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[DrillWindowOut]:
-    """The institution's upcoming and current windows, then the most recent past ones."""
-    scoped_institution(s, user.scope, institution)
-    q = (select(DrillWindow).where(user.scope.where(DrillWindow.institution_id),
-                                   DrillWindow.institution_id == institution)
-         .order_by(DrillWindow.starts_at.desc()).limit(limit))
+    """Windows of the scope (or of one institution in it), latest start first."""
+    q = (select(DrillWindow).where(user.scope.where(DrillWindow.institution_id))
+         .order_by(DrillWindow.starts_at.desc(), DrillWindow.id.desc()).limit(limit))
+    if institution is not None:
+        scoped_institution(s, user.scope, institution)
+        q = q.where(DrillWindow.institution_id == institution)
     now = datetime.now(UTC)
     return [window_out(w, now) for w in s.scalars(q)]
 

@@ -64,7 +64,7 @@ def test_every_route_is_scoped(tmp_path: Path) -> None:
         # Anonymous: 401 from the API, the login page for the console.
         anon = world.anonymous()
         for method, url, body in [("GET", "/api/v1/institution-summary/inst-a", None),
-                                  ("GET", "/api/v1/readings?device=air-a&metric=co2", None),
+                                  ("GET", "/api/v1/readings/air-a?metric=co2", None),
                                   ("GET", "/api/v1/drill-windows?institution=inst-a", None),
                                   ("POST", "/api/v1/drill-windows", drill_body("inst-a", tomorrow)),
                                   ("POST", f"/api/v1/drill-windows/{a_id}/end", None),
@@ -77,10 +77,10 @@ def test_every_route_is_scoped(tmp_path: Path) -> None:
         for name in ("director-a", "contractor-a"):
             http = world.client(name)
             assert http.get("/api/v1/institution-summary/inst-a").status_code == 200
-            assert http.get("/api/v1/readings?device=air-a&metric=co2").json()["points"]
+            assert http.get("/api/v1/readings/air-a?metric=co2").json()[0]["points"]
             for missing, other in [("/api/v1/institution-summary/nowhere", "/api/v1/institution-summary/inst-b"),
-                                   ("/api/v1/readings?device=nothing&metric=co2",
-                                    "/api/v1/readings?device=sos-b&metric=battery"),
+                                   ("/api/v1/readings/nothing?metric=co2",
+                                    "/api/v1/readings/sos-b?metric=battery"),
                                    ("/api/v1/drill-windows?institution=nowhere",
                                     "/api/v1/drill-windows?institution=inst-b")]:
                 assert http.get(other).status_code == 404, (name, other)
@@ -90,6 +90,7 @@ def test_every_route_is_scoped(tmp_path: Path) -> None:
             assert http.post(f"/api/v1/drill-windows/{b_id}/end").status_code == 404
             assert http.post("/api/v1/device-tests", json={"device_id": "sos-b"}).status_code == 404
             assert [w["id"] for w in http.get("/api/v1/drill-windows?institution=inst-a").json()] == [a_id]
+            assert [w["id"] for w in http.get("/api/v1/drill-windows").json()] == [a_id]  # the scope's
         # A director's page is their own institution; a contractor's is chosen among theirs.
         assert "data-institution=\"inst-a\"" in world.client("director-a").get("/console/institution").text
 
@@ -200,7 +201,7 @@ def test_readings_are_utc_buckets_with_the_rules_limits(tmp_path: Path) -> None:
                       Reading("air-a", "pm25", 30, now - timedelta(days=8), "inst-a"),  # too old for "now"
                       Reading("sos-a", "battery", 41, now - timedelta(days=10), "inst-a")])  # seen, long ago
         http = world.client("director-a")
-        day = http.get("/api/v1/readings?device=air-a&metric=co2&hours=24").json()
+        [day] = http.get("/api/v1/readings/air-a?metric=co2&hours=24").json()
         assert day["unit"] == "ppm" and day["bucket_s"] == 300
         utc_bucket = datetime.fromtimestamp(int(at.timestamp()) // 300 * 300, UTC)
         points = {datetime.fromisoformat(p["at"]): p["value"] for p in day["points"]}
@@ -208,17 +209,20 @@ def test_readings_are_utc_buckets_with_the_rules_limits(tmp_path: Path) -> None:
         assert utc_bucket.astimezone(SHANGHAI).strftime("%H:%M") == "00:30"
         assert all(p["at"].endswith("Z") for p in day["points"]) and 1200 not in points.values()
         assert 1200 in [p["value"] for p in http.get(
-            "/api/v1/readings?device=air-a&metric=co2&hours=48").json()["points"]]
+            "/api/v1/readings/air-a?metric=co2&hours=48").json()[0]["points"]]
         # The limit is the rule's with this room's override: one source of truth, the rules file.
         assert day["limit"] == {"rule": "co2", "above": 800, "clear_below": 750, "statistic": "min",
                                 "window_s": load_thresholds(strict).rules[0].window_s}
-        hcho = http.get("/api/v1/readings?device=air-a&metric=hcho").json()
+        [hcho] = http.get("/api/v1/readings/air-a?metric=hcho").json()
         rule = next(r for r in load_thresholds(strict).rules if r.metric == "hcho")
         assert hcho["points"] == [] and hcho["limit"]["above"] == rule.above
-        assert http.get("/api/v1/readings?device=air-a&metric=humidity").json()["limit"] is None  # no rule
-        assert http.get("/api/v1/readings?device=air-a&metric=nonsense").status_code == 422
-        assert http.get("/api/v1/readings?device=air-a&metric=co2&hours=169").status_code == 422
-        assert http.get("/api/v1/readings?device=air-a&metric=co2&hours=0").status_code == 422
+        assert http.get("/api/v1/readings/air-a?metric=humidity").json()[0]["limit"] is None  # no rule
+        assert http.get("/api/v1/readings/air-a?metric=nonsense").status_code == 422
+        assert http.get("/api/v1/readings/air-a?metric=co2&hours=169").status_code == 422
+        assert http.get("/api/v1/readings/air-a?metric=co2&hours=0").status_code == 422
+        assert http.get("/api/v1/readings/sos-b?metric=nonsense").status_code == 404  # the scope answers first
+        every = http.get("/api/v1/readings/air-a?hours=24").json()  # each metric reported in the range
+        assert [s["metric"] for s in every] == ["battery", "co2", "temperature"]  # pm25 is 8 days old
 
         summary = http.get("/api/v1/institution-summary/inst-a").json()
         env = {e["metric"]: e for e in summary["environment"]}

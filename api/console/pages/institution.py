@@ -30,7 +30,7 @@ def show(request: Request, user: CurrentUser, s: SessionDep,
     choices = list(s.execute(select(Institution.id, Institution.name, Institution.name_en)
                              .where(user.scope.where(Institution.id)).order_by(Institution.id)))
     if institution is not None and institution not in {c.id for c in choices}:
-        raise HTTPException(404, f"没有机构 no institution {institution}")
+        raise HTTPException(404, "没有该机构 / no such institution")
     chosen = institution or (choices[0].id if len(choices) == 1 else None)
     return page(request, "institution.html", user, choices=choices, chosen=chosen, cursor=cursor_now(s),
                 metrics=ENV_METRICS, types=TYPE_NAMES, states=STATE_NAMES,

@@ -174,7 +174,7 @@
     if (!choice || !window.echarts) return;
     const [device, metric] = choice.split("|");
     const hours = $("chart-hours").value;
-    const data = await send("GET", `/api/v1/readings?device=${encodeURIComponent(device)}&metric=${metric}&hours=${hours}`);
+    const [data] = await send("GET", `/api/v1/readings/${encodeURIComponent(device)}?metric=${metric}&hours=${hours}`);
     chart = chart || window.echarts.init($("chart"));
     const limit = data.limit;
     chart.setOption({
