@@ -57,6 +57,11 @@ def build_summary(system: System, scope: Scope, institution_id: str) -> Institut
             select(DrillWindow).where(DrillWindow.institution_id == inst.id,
                                       DrillWindow.ends_at > now - timedelta(days=90))
             .order_by(DrillWindow.starts_at.desc()).limit(RECENT))]
+        # as the alerting engine decides whether an alarm is a drill (its _in_drill)
+        active = s.scalars(select(DrillWindow).where(DrillWindow.institution_id == inst.id,
+                                                     DrillWindow.starts_at <= now, DrillWindow.ends_at > now)
+                           .order_by(DrillWindow.ends_at.desc()).limit(1)).first()
+        active_out = window_out(active, now) if active is not None else None
         name, name_en, district = inst.name, inst.name_en, inst.district
     values = latest_values(source, list(devices), LOOKBACK_S)
     seen: dict[str, float] = {}
@@ -68,7 +73,9 @@ def build_summary(system: System, scope: Scope, institution_id: str) -> Institut
     states: list[DeviceStateOut] = []
     environment: list[EnvValueOut] = []
     for r in rows:
-        device = devices[r.device_id]
+        device = devices.get(r.device_id)
+        if device is None:  # registered between the two reads
+            continue
         kind = device_kind(system, r.profile)
         status = ("offline" if r.device_id in offline else "never" if r.last_seen is None
                   else "quiet" if r.last_seen < now - QUIET else "online")
@@ -86,9 +93,8 @@ def build_summary(system: System, scope: Scope, institution_id: str) -> Institut
                                            unit=METRIC_UNITS[metric], value=round(found[1], 4),
                                            at=datetime.fromtimestamp(found[0], UTC), limit=limit,
                                            above_limit=limit is not None and found[1] > limit.above))
-    active = next((w for w in windows if w.state == "active"), None)
     return InstitutionSummary(id=institution_id, name=name, name_en=name_en, district=district, can_act=scope.can_act,
-                              drill_receivers=receivers, active_drill=active, devices=states,
+                              drill_receivers=receivers, active_drill=active_out, devices=states,
                               environment=environment, open_incidents=open_rows, recent_incidents=past_rows,
                               drill_windows=windows)
 
