@@ -161,7 +161,7 @@ def ack_router(gateway: Runtime) -> APIRouter:
                 gateway.alerting.acknowledge(incident_id, actor, "link")
                 return Note("已确认收到，升级通知已停止。请尽快处置。",
                             "Acknowledged: escalation stopped. Please act now.")
-            gateway.alerting.transition(incident_id, "dispatched", actor, "link", note=f"guard: {guard}")
+            gateway.alerting.transition(incident_id, "dispatched", actor, "link", guard=guard)
             return Note(f"已记录：已派 {guard} 前往现场。", f"Recorded: {guard} is on the way.")
         except TransitionError:
             return Note("该事件已由他人确认或处理。", "Someone has already acknowledged or handled this incident.")
@@ -197,10 +197,7 @@ def _who(actor: str, contacts: dict[str, str]) -> str:
 
 def _guard(detail: dict[str, object]) -> str:
     guard = detail.get("guard")
-    if isinstance(guard, str):
-        return guard
-    note = detail.get("note")
-    return note.removeprefix("guard: ") if isinstance(note, str) and note.startswith("guard: ") else ""
+    return guard if isinstance(guard, str) else ""
 
 
 class _Refused(Exception):
