@@ -88,6 +88,19 @@ class ThresholdConfig(_Strict):
                 raise ValueError(f"override names unknown rule {o.rule!r}")
         return self
 
+    def limits(self, rule: Rule, institution: str, room: str, device: str) -> tuple[float, float]:
+        """(above, clear_below) for one device: the most specific override (device, then room, then the
+        whole institution), else the rule's own. The evaluator and the console both ask here."""
+        for want in ((institution, None, device), (institution, room or None, None), (institution, None, None)):
+            for o in self.overrides:
+                if o.rule == rule.name and (o.institution, o.room, o.device) == want:
+                    return o.above, o.clear_below
+        return rule.above, rule.clear_below
+
+    def rules_for(self, metric: str, kind: str | None) -> list[Rule]:
+        """The rules that judge ``metric`` of a device of ``kind``."""
+        return [r for r in self.rules if r.metric == metric and (not r.kinds or kind in r.kinds)]
+
 
 def load_thresholds(path: Path = DEFAULT_THRESHOLDS) -> ThresholdConfig:
     return ThresholdConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
@@ -147,7 +160,6 @@ class ThresholdEvaluator:
         self._emit = emit
         self._interval = interval_s
         self._min_readings = min_readings
-        self._overrides = {(o.rule, o.institution, o.room, o.device): o for o in config.overrides}
         self._active: set[tuple[str, str]] = set()  # (rule, device) currently breaching
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="thresholds", daemon=True)
@@ -196,9 +208,7 @@ class ThresholdEvaluator:
                 institution, kind, room = self._device_info(device)
                 if rule.kinds and kind not in rule.kinds:
                     continue
-                limits = self._override(rule.name, institution or "", room, device)
-                above = limits.above if limits else rule.above
-                clear_below = limits.clear_below if limits else rule.clear_below
+                above, clear_below = self._config.limits(rule, institution or "", room, device)
                 key = (rule.name, device)
                 detail = {"rule": rule.name, "metric": rule.metric, "statistic": rule.statistic,
                           "window_s": rule.window_s, "value": round(value, 4), "limit": above, "readings": count}
@@ -211,14 +221,6 @@ class ThresholdEvaluator:
         if events:
             self._emit(events)
         return events
-
-
-    def _override(self, rule: str, institution: str, room: str, device: str) -> Override | None:
-        for key in ((rule, institution, None, device), (rule, institution, room or None, None),
-                    (rule, institution, None, None)):
-            if key in self._overrides:
-                return self._overrides[key]
-        return None
 
 
 class Leader(Protocol):
@@ -261,6 +263,69 @@ def sqlite_last_seen(source: SqliteWindowSource, lookback_s: int) -> dict[str, f
                             "SELECT device_id, ts_ns FROM implausible_readings) WHERE ts_ns > ? GROUP BY device_id",
                             (since,)).fetchall()
     return {d: ts / 1e9 for d, ts in rows}
+
+
+def series(source: InfluxWindowSource | SqliteWindowSource, device_id: str, metric: str, since_s: int,
+           bucket_s: int) -> list[tuple[float, float]]:
+    """One device's ``metric`` over the last ``since_s`` seconds as (epoch seconds of the bucket's start,
+    mean in the bucket), oldest first: what the console's charts draw."""
+    if isinstance(source, SqliteWindowSource):
+        if not source._path.exists():
+            return []
+        since = int((datetime.now(UTC).timestamp() - since_s) * 1e9)
+        bucket = int(bucket_s * 1e9)
+        with sqlite3.connect(source._path) as conn:
+            rows = conn.execute("SELECT (ts_ns / ?) * ?, avg(value) FROM readings WHERE device_id = ? AND metric = ? "
+                                "AND ts_ns > ? GROUP BY 1 ORDER BY 1", (bucket, bucket, device_id, metric, since)
+                                ).fetchall()
+        return [(ts / 1e9, float(v)) for ts, v in rows if v is not None]
+    q = (f'SELECT mean("value") FROM "{_influx_name(metric)}" WHERE "device_id" = \'{_influx_str(device_id)}\' '
+         f"AND time > now() - {int(since_s)}s GROUP BY time({int(bucket_s)}s) fill(none)")
+    resp = source._client.post("/query", params={**source._params, "epoch": "s"}, data={"q": q})
+    resp.raise_for_status()
+    out: list[tuple[float, float]] = []
+    for found in resp.json()["results"][0].get("series", []):
+        out.extend((float(t), float(v)) for t, v in found["values"] if v is not None)
+    return sorted(out)
+
+
+def latest_values(source: InfluxWindowSource | SqliteWindowSource, devices: Sequence[str],
+                  lookback_s: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(device, metric) -> (epoch seconds, value) of the newest reading of each of ``devices``. Index
+    lookups per device, so the cost does not grow with the store."""
+    wanted = sorted(set(devices))
+    if not wanted:
+        return {}
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    if isinstance(source, SqliteWindowSource):
+        if not source._path.exists():
+            return {}
+        since = int((datetime.now(UTC).timestamp() - lookback_s) * 1e9)
+        with sqlite3.connect(source._path) as conn:
+            for device in wanted:
+                for metric in METRIC_UNITS:  # one seek each on (device_id, metric, ts_ns)
+                    row = conn.execute("SELECT ts_ns, value FROM readings WHERE device_id = ? AND metric = ? AND "
+                                       "ts_ns > ? ORDER BY ts_ns DESC LIMIT 1", (device, metric, since)).fetchone()
+                    if row is not None:
+                        out[(device, metric)] = (row[0] / 1e9, float(row[1]))
+        return out
+    which = " OR ".join(f'"device_id" = \'{_influx_str(d)}\'' for d in wanted)
+    q = f'SELECT last("value") FROM /.*/ WHERE ({which}) AND time > now() - {int(lookback_s)}s GROUP BY "device_id"'
+    resp = source._client.post("/query", params={**source._params, "epoch": "s"}, data={"q": q})
+    resp.raise_for_status()
+    for found in resp.json()["results"][0].get("series", []):
+        if found["name"] in METRIC_UNITS:  # not the ``implausible`` measurement
+            t, v = found["values"][0]
+            out[(found["tags"]["device_id"], found["name"])] = (float(t), float(v))
+    return out
+
+
+def _influx_name(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _influx_str(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 class OfflineDetector:

@@ -20,13 +20,17 @@ from api.routes import (
     contacts,
     contractors,
     dead_letters,
+    device_tests,
     districts,
+    drill_windows,
     feed,
     health,
     incidents,
     ingest,
+    institution_summary,
     institutions,
     policies,
+    readings,
     users,
 )
 from api.routes import devices as device_api
@@ -37,6 +41,7 @@ ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.rou
 ROUTERS += [districts.router, institutions.router, device_api.router, contacts.router, contractors.router,  # admin
             users.router, policies.router, dead_letters.router, audit_log.router]
 ROUTERS += [overview_api.router]  # commission
+ROUTERS += [readings.router, institution_summary.router, drill_windows.router, device_tests.router]  # institution
 PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
 
 

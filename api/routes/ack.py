@@ -1,31 +1,35 @@
-"""The acknowledge link in every notification.
+"""The acknowledge link in every notification, as a phone page.
 
 Opening it changes nothing: chat apps (WeChat, DingTalk, Feishu) and mail scanners fetch links to build
-previews, so ``GET /ack/<token>`` only shows the incident and a button. The button posts the token
-(``POST /ack``, a form field: the signed token is the credential) and that acknowledges the incident and
-stops its escalation. Small and self-contained: inline CSS, no scripts, nothing from a CDN.
+previews, so ``GET /ack/<token>`` only shows the incident (who else has acknowledged it, and when) and two
+forms. Each form posts the token (the signed token is the credential; no login): ``POST /ack``
+acknowledges and stops the escalation, ``POST /ack/dispatch`` records that a guard was sent, with the
+guard's name. The page is rendered with the console's templates but stays self-contained: its CSS is
+inlined, no scripts, nothing fetched; never cached, never sent on as a Referer, never indexed or framed.
 """
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from alerting.ack_links import BadLink, verify_token
 from alerting.engine import TransitionError
-from alerting.messages import SHANGHAI, TYPE_NAMES
-from alerting.models import Contact, Incident
+from alerting.messages import TYPE_NAMES
+from alerting.models import Contact, Incident, TimelineEntry
 from anxin.db import Device, Institution
+from api.console.render import STATIC, local, templates
 from api.deps import Runtime
 
 MAX_DB_ID = 2**63 - 1
 MAX_FORM_BYTES = 4096
+MAX_GUARD = 100
 
 STATE_NAMES: dict[str, tuple[str, str]] = {
     "triggered": ("待处理", "Waiting for someone"),
@@ -35,23 +39,27 @@ STATE_NAMES: dict[str, tuple[str, str]] = {
     "reviewed": ("已复核", "Reviewed"),
 }
 
-# Links carry their credential: never cached, never sent on as a Referer, never indexed or framed.
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
+    "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'",
 }
 
-_CSS = """body{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;
-background:#f4f5f7;color:#1d2129}main{max-width:30rem;margin:0 auto;padding:1rem}
-.card{background:#fff;border-radius:12px;padding:1.2rem;box-shadow:0 1px 3px #0002}
-h1{font-size:1.35rem;margin:0 0 .2rem}.en{color:#5c6370;font-size:.9rem}dl{margin:1rem 0}
-dt{color:#5c6370;font-size:.85rem;margin-top:.6rem}dd{margin:0;font-size:1.05rem}
-.alarm h1{color:#c0262d}.drill{background:#fff3cd;padding:.3rem .6rem;border-radius:6px}
-button{width:100%;font-size:1.2rem;padding:1rem;border:0;border-radius:10px;background:#c0262d;color:#fff}
-.note{padding:.8rem;border-radius:8px;background:#e8f5e9;margin-bottom:1rem}.bad{background:#fdecea}"""
+# The console's stylesheet and the page's own, inlined: one request on a slow phone, nothing else fetched.
+CSS = (STATIC / "console.css").read_text(encoding="utf-8") + (STATIC / "ack.css").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """Someone who acknowledged or dispatched: shown so the next person knows it is in hand."""
+
+    action: str
+    who: str
+    at: datetime
+    guard: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,22 @@ class IncidentView:
     opened_at: datetime
     acknowledged_at: datetime | None
     contact: str
+    handled: list[Handled] = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return TYPE_NAMES.get(self.type, (self.type, self.type))
+
+    @property
+    def state_names(self) -> tuple[str, str]:
+        return STATE_NAMES.get(self.state, (self.state, self.state))
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    zh: str
+    en: str
+    bad: bool = False
 
 
 def ack_router(gateway: Runtime) -> APIRouter:
@@ -92,75 +116,88 @@ def ack_router(gateway: Runtime) -> APIRouter:
             inst = s.get(Institution, incident.institution_id) if incident.institution_id else None
             device = s.get(Device, incident.device_id)
             contact = s.get(Contact, contact_id)
+            entries = list(s.scalars(select(TimelineEntry).where(
+                TimelineEntry.incident_id == incident_id, TimelineEntry.action.in_(("acknowledged", "dispatched")))
+                .order_by(TimelineEntry.id)))
+            contacts = {c.id: c.name for c in s.scalars(select(Contact).where(Contact.id.in_(
+                {e.actor.removeprefix("contact:") for e in entries if e.actor.startswith("contact:")})))}
+            handled = [Handled(e.action, _who(e.actor, contacts), e.at, _guard(e.detail)) for e in entries]
             return IncidentView(
                 incident.id, incident.type, incident.state, incident.drill, inst.name if inst else "未登记机构",
                 (device.room or device.name) if device else "", incident.device_id, incident.opened_at,
-                incident.acknowledged_at, contact.name if contact else contact_id)
+                incident.acknowledged_at, contact.name if contact else contact_id, handled)
 
-    @router.get("/ack/{token}", response_class=HTMLResponse)
-    def show(token: str) -> HTMLResponse:
-        """Shows the incident; changes nothing (link previews fetch this)."""
-        try:
-            incident_id, contact_id = check(token)
-            return _page(_card(load(incident_id, contact_id), token))
-        except _Refused as refused:
-            return refused.page()
+    def render(request: Request, view: IncidentView | None, token: str = "", note: Note | None = None,
+               status: int = 200) -> HTMLResponse:
+        response = templates.TemplateResponse(request, "ack.html", {
+            "incident": view, "token": token, "note": note, "local": local, "css": CSS, "max_guard": MAX_GUARD},
+            status_code=status)
+        response.headers.update(HEADERS)
+        return response
 
-    @router.post("/ack", response_class=HTMLResponse)
-    async def acknowledge(request: Request) -> HTMLResponse:
-        """The page's button: acknowledges the incident and stops its escalation."""
+    async def form(request: Request) -> dict[str, str]:
         body = await request.body()
         fields = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"))
-        token = (fields.get("token") or [""])[0]
+        return {k: v[0] for k, v in fields.items() if v}
+
+    async def act(request: Request, to: str, guard: str = "") -> HTMLResponse:
+        token = (await form(request)).get("token", "")
         try:
             incident_id, contact_id = check(token)
             view = await run_in_threadpool(load, incident_id, contact_id)  # 404 before any change
-            assert gateway.alerting is not None
-            try:
-                await run_in_threadpool(gateway.alerting.acknowledge, incident_id, f"contact:{contact_id}", "link")
-                note = _note("", "已确认收到，升级通知已停止。请尽快处置。",
-                             "Acknowledged: escalation stopped. Please act now.")
-            except TransitionError:
-                note = _note("", "该事件已由他人确认或处理。",
-                             "Someone has already acknowledged or handled this incident.")
-            view = await run_in_threadpool(load, incident_id, contact_id)
-            return _page(note + _card(view, token))
+            if to == "dispatched" and not guard:
+                missing = Note("请填写派出的保安姓名。", "Enter the name of the guard you sent.", bad=True)
+                return render(request, view, token, missing, 400)
+            note = await run_in_threadpool(transition, incident_id, contact_id, to, guard)
+            return render(request, await run_in_threadpool(load, incident_id, contact_id), token, note)
         except _Refused as refused:
-            return refused.page()
+            return render(request, None, note=Note(refused.zh, refused.en, bad=True), status=refused.status)
+
+    def transition(incident_id: int, contact_id: str, to: str, guard: str) -> Note:
+        assert gateway.alerting is not None
+        actor = f"contact:{contact_id}"
+        try:
+            if to == "acknowledged":
+                gateway.alerting.acknowledge(incident_id, actor, "link")
+                return Note("已确认收到，升级通知已停止。请尽快处置。",
+                            "Acknowledged: escalation stopped. Please act now.")
+            gateway.alerting.transition(incident_id, "dispatched", actor, "link", guard=guard)
+            return Note(f"已记录：已派 {guard} 前往现场。", f"Recorded: {guard} is on the way.")
+        except TransitionError:
+            return Note("该事件已由他人确认或处理。", "Someone has already acknowledged or handled this incident.")
+
+    @router.get("/ack/{token}", response_class=HTMLResponse)
+    def show(request: Request, token: str) -> HTMLResponse:
+        """Shows the incident; changes nothing (link previews fetch this)."""
+        try:
+            incident_id, contact_id = check(token)
+            return render(request, load(incident_id, contact_id), token)
+        except _Refused as refused:
+            return render(request, None, note=Note(refused.zh, refused.en, bad=True), status=refused.status)
+
+    @router.post("/ack", response_class=HTMLResponse)
+    async def acknowledge(request: Request) -> HTMLResponse:
+        """The page's first button: acknowledges the incident and stops its escalation."""
+        return await act(request, "acknowledged")
+
+    @router.post("/ack/dispatch", response_class=HTMLResponse)
+    async def dispatch(request: Request) -> HTMLResponse:
+        """The page's second form: a guard was sent (acknowledges too, if nobody had)."""
+        guard = " ".join((await form(request)).get("guard", "").split())[:MAX_GUARD]
+        return await act(request, "dispatched", guard)
 
     return router
 
 
-def _card(v: IncidentView, token: str) -> str:
-    zh, en = TYPE_NAMES.get(v.type, (v.type, v.type))
-    state_zh, state_en = STATE_NAMES.get(v.state, (v.state, v.state))
-    opened = v.opened_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
-    rows = [("机构 Institution", v.institution), ("位置 Room", v.place or "-"), ("设备 Device", v.device_id),
-            ("时间 Time (北京时间)", opened), ("状态 State", f"{state_zh} {state_en}"),
-            ("事件编号 Incident", str(v.id)), ("接收人 Recipient", v.contact)]
-    if v.acknowledged_at is not None:
-        rows.append(("确认时间 Acknowledged", v.acknowledged_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")))
-    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(val)}</dd>" for k, val in rows)
-    drill = '<p class="drill">演练 Drill</p>' if v.drill else ""
-    klass = "card alarm" if v.type.startswith("alarm.") else "card"
-    button = ""
-    if v.state == "triggered":
-        # "../ack" resolves to the sibling of /ack/<token>, so the page also works behind a path prefix.
-        button = (f'<form method="post" action="../ack"><input type="hidden" name="token" value="{_e(token)}">'
-                  '<button type="submit">确认收到 Acknowledge</button></form>')
-    return (f'<section class="{klass}">{drill}<h1>{_e(zh)}</h1><div class="en">{_e(en)}</div>'
-            f"<dl>{dl}</dl>{button}</section>")
+def _who(actor: str, contacts: dict[str, str]) -> str:
+    if actor.startswith("contact:"):
+        return contacts.get(actor.removeprefix("contact:"), actor.removeprefix("contact:"))
+    return actor
 
 
-def _note(klass: str, zh: str, en: str) -> str:
-    return f'<p class="note {klass}">{_e(zh)}<br><span class="en">{_e(en)}</span></p>'
-
-
-def _page(content: str, status: int = 200) -> HTMLResponse:
-    text = ('<!doctype html><html lang="zh-CN"><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>安心 Anxin</title><style>{_CSS}</style><main>{content}</main></html>")
-    return HTMLResponse(text, status_code=status, headers=HEADERS)
+def _guard(detail: dict[str, object]) -> str:
+    guard = detail.get("guard")
+    return guard if isinstance(guard, str) else ""
 
 
 class _Refused(Exception):
@@ -169,10 +206,3 @@ class _Refused(Exception):
     def __init__(self, status: int, zh: str, en: str) -> None:
         super().__init__(en)
         self.status, self.zh, self.en = status, zh, en
-
-    def page(self) -> HTMLResponse:
-        return _page(_note("bad", self.zh, self.en), self.status)
-
-
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)

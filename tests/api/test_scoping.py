@@ -11,6 +11,7 @@ For each route, with the path filled in with institution B's rows:
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ PUBLIC = {
     ("GET", "/ack/{token}"), ("POST", "/ack"), ("GET", "/docs"), ("GET", "/openapi.json"),
     ("GET", "/docs/oauth2-redirect"), ("GET", "/demo/inbox"), ("POST", "/demo/inbox/{receiver}"),
     ("POST", "/logout"),  # ends the caller's own session only (tests/api/test_auth.py)
+    ("POST", "/ack/dispatch"),  # the acknowledge link's second form (token is the credential)
 }
 # Streams that never end: only the anonymous check here; their scoping is tested in tests/api/test_feed.py.
 STREAMS = {("GET", "/api/v1/feed")}
@@ -40,6 +42,9 @@ A_USERS = ("director-a", "contractor-a")
 # A valid body for routes that change things: the refusal must come from the scope, not from validation.
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/incidents/{incident_id}/transition"): {"to": "acknowledged"},
+    ("POST", "/api/v1/drill-windows"): {"institution_id": "inst-b", "starts_at": "2099-01-01T10:00",
+                                        "ends_at": "2099-01-01T11:00"},
+    ("POST", "/api/v1/device-tests"): {"device_id": "sos-b"},
 }
 CHANGES = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -47,7 +52,13 @@ CHANGES = ("POST", "PUT", "PATCH", "DELETE")
 def b_rows(world: World) -> dict[str, Any]:
     """Values for path parameters, by parameter name, naming rows of institution B."""
     incident = world.open_incident("sos-b", "inst-b")
-    return {"incident_id": incident, "institution_id": "inst-b", "institution": "inst-b", "device_id": "sos-b",
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    window = world.client("director-b").post("/api/v1/drill-windows", json={  # h-inst
+        "institution_id": "inst-b", "starts_at": tomorrow.isoformat(),
+        "ends_at": (tomorrow + timedelta(hours=1)).isoformat()})
+    assert window.status_code == 201, window.text
+    return {"window_id": window.json()["id"],
+            "incident_id": incident, "institution_id": "inst-b", "institution": "inst-b", "device_id": "sos-b",
             "device": "sos-b", "contact_id": "staff-b", "contractor_id": "ct-b", "id": incident}
 
 
