@@ -11,14 +11,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from api.body_limit import BodyLimit
-from api.console.pages import admin, board, devices, institution, overview
+from api.console.pages import admin, board, devices, incident, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
-from api.routes import auth, feed, health, incidents, ingest
+from api.routes import auth, device_health, feed, health, incidents, ingest
+from api.routes import board as board_api
 from api.routes.ack import ack_router
 
-ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
-PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
+ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router,
+           board_api.router, device_health.router]
+PAGES = [board.router, devices.router, institution.router, overview.router, admin.router, incident.router]
 
 
 def create_app(system: Runtime) -> FastAPI:

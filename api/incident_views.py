@@ -1,0 +1,87 @@
+"""What people see of an incident beyond its row (h-board): its type in both languages, who was notified
+and whether it reached them (summarised from the delivery attempts), the guard sent, the newest timeline
+entry (so a live page can tell an old feed message from a new one). Batched: one query per kind of fact
+for a whole page of incidents."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from alerting.messages import TYPE_NAMES
+from alerting.models import Contact, Delivery, DeliveryStatus, TimelineEntry
+from anxin.model import LIFE_SAFETY
+from api.schemas import ContactNotification
+
+LIFE_SAFETY_TYPES = tuple(sorted(t.value for t in LIFE_SAFETY))
+# A contact's summary status: the best outcome of any attempt (delivered beats still sending beats ...).
+STATUS_RANK = {s: n for n, s in enumerate((DeliveryStatus.DELIVERED, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN,
+                                            DeliveryStatus.FAILED, DeliveryStatus.PERMANENT))}
+# Closure codes as people read them (zh, en); a code the alerting module adds later shows as itself.
+CLOSURE_TEXTS: dict[str, tuple[str, str]] = {
+    "real": ("真实警情", "real alarm"),
+    "false_alarm": ("误报", "false alarm"),
+    "test": ("测试", "test"),
+    "drill": ("演练", "drill"),
+    "device_fault": ("设备故障", "device fault"),
+}
+
+
+def type_names(event_type: str) -> tuple[str, str]:
+    return TYPE_NAMES.get(event_type, (event_type, event_type))
+
+
+def notifications_of(s: Session, incident_ids: Sequence[int]) -> dict[int, list[ContactNotification]]:
+    """incident id -> one summary per contact notified (in the order they were first tried)."""
+    if not incident_ids:
+        return {}
+    rows = s.execute(select(Delivery, Contact.name, Contact.role)
+                     .outerjoin(Contact, Contact.id == Delivery.contact_id)
+                     .where(Delivery.incident_id.in_(sorted(set(incident_ids))))
+                     .order_by(Delivery.id)).all()
+    grouped: dict[int, dict[str, list[tuple[Delivery, str | None, str | None]]]] = defaultdict(dict)
+    for d, name, role in rows:
+        grouped[d.incident_id].setdefault(d.contact_id, []).append((d, name, role))
+    out: dict[int, list[ContactNotification]] = {}
+    for incident_id, contacts in grouped.items():
+        summaries = []
+        for contact_id, attempts in contacts.items():
+            ds = [a[0] for a in attempts]
+            best = min((d.status for d in ds), key=lambda st: STATUS_RANK.get(DeliveryStatus(st), 99))
+            delivered_at = [d.answered_at or d.at for d in ds if d.status == DeliveryStatus.DELIVERED]
+            failing = [d for d in ds if d.status != DeliveryStatus.DELIVERED and d.detail]
+            summaries.append(ContactNotification(
+                contact_id=contact_id, name=attempts[0][1] or contact_id, role=attempts[0][2] or "",
+                channels=list(dict.fromkeys(d.channel for d in ds)), status=str(best),
+                delivered=best == DeliveryStatus.DELIVERED, attempts=len(ds), first_at=ds[0].at,
+                delivered_at=min(delivered_at) if delivered_at else None,
+                last_error=failing[-1].detail[:300] if failing else ""))
+        out[incident_id] = summaries
+    return out
+
+
+def last_entries(s: Session, incident_ids: Sequence[int]) -> dict[int, int]:
+    """incident id -> id of its newest timeline entry."""
+    if not incident_ids:
+        return {}
+    q = (select(TimelineEntry.incident_id, func.max(TimelineEntry.id))
+         .where(TimelineEntry.incident_id.in_(sorted(set(incident_ids)))).group_by(TimelineEntry.incident_id))
+    return {int(i): int(m) for i, m in s.execute(q).all()}
+
+
+def guards_of(s: Session, incident_ids: Sequence[int]) -> dict[int, str]:
+    """incident id -> the guard named when it was (last) dispatched."""
+    if not incident_ids:
+        return {}
+    q = (select(TimelineEntry.incident_id, TimelineEntry.detail)
+         .where(TimelineEntry.incident_id.in_(sorted(set(incident_ids))), TimelineEntry.action == "dispatched")
+         .order_by(TimelineEntry.id))
+    out: dict[int, str] = {}
+    for incident_id, detail in s.execute(q).all():
+        guard = (detail or {}).get("guard")
+        if isinstance(guard, str) and guard:
+            out[int(incident_id)] = guard
+    return out
