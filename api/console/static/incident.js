@@ -37,11 +37,14 @@
     if (d.closure_code) parts.push(`${t("结案类型", "closure")}: ${pair(CLOSURES, d.closure_code)}`);
     for (const key of ["note", "text"]) if (d[key]) parts.push(String(d[key]));
     if (entry.action === "notified") {
-      parts.push(t(`第 ${(d.step || 0) + 1} 步 ${(d.roles || []).join("、")}：送达 ${d.delivered}/${d.targets}`,
-        `step ${(d.step || 0) + 1} ${(d.roles || []).join(", ")}: delivered ${d.delivered}/${d.targets}`));
+      const roles = (d.roles || []).map((r) => pair(ROLES, r)).join(t("、", ", "));
+      parts.push(t(`第 ${(d.step || 0) + 1} 步 ${roles}：送达 ${d.delivered}/${d.targets}`,
+        `step ${(d.step || 0) + 1} ${roles}: delivered ${d.delivered}/${d.targets}`));
       if (d.unreached && d.unreached.length) parts.push(`${t("未送达", "not reached")}: ${d.unreached.join(", ")}`);
     }
-    if (entry.action === "opened" && d.receivers) parts.push(`${t("接收方", "receivers")}: ${d.receivers.join(", ")}`);
+    if (entry.action === "opened" && d.receivers) {
+      parts.push(`${t("接收方", "receivers")}: ${d.receivers.map((r) => pair(ROLES, r)).join(t("、", ", "))}`);
+    }
     if (entry.action === "channel_failing" && d.contact) parts.push(d.contact);
     return parts.join(" · ");
   }
@@ -100,8 +103,12 @@
       status.append(el("span", `badge ${n.delivered ? "ok" : (n.status === "sending" ? "warn" : "alarm")}`,
         pair(DELIVERY, n.status)));
       if (n.last_error && !n.delivered) status.append(el("div", "small muted", n.last_error));
-      tr.append(who, el("td", "small", n.channels.join(", ")), status, el("td", "", String(n.attempts)),
-        el("td", "small", local(n.first_at)), el("td", "small", local(n.delivered_at)));
+      const cells = [who, el("td", "small", n.channels.join(", ")), status, el("td", "", String(n.attempts)),
+        el("td", "small", local(n.first_at)), el("td", "small", local(n.delivered_at))];
+      const labels = [null, t("渠道", "Channel"), null, t("尝试次数", "Attempts"), t("首次发送", "First sent"),
+        t("送达", "Delivered")];
+      cells.forEach((c, i) => { if (labels[i]) c.dataset.label = labels[i]; });
+      tr.append(...cells);
       body.append(tr);
     }
   }
