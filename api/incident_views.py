@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,8 +19,9 @@ from api.schemas import ContactNotification
 
 LIFE_SAFETY_TYPES = tuple(sorted(t.value for t in LIFE_SAFETY))
 # A contact's summary status: the best outcome of any attempt (delivered beats still sending beats ...).
-STATUS_RANK = {s: n for n, s in enumerate((DeliveryStatus.DELIVERED, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN,
-                                            DeliveryStatus.FAILED, DeliveryStatus.PERMANENT))}
+STATUS_RANK: dict[str, int] = {s.value: n for n, s in enumerate((
+    DeliveryStatus.DELIVERED, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN, DeliveryStatus.FAILED,
+    DeliveryStatus.PERMANENT))}
 # Closure codes as people read them (zh, en); a code the alerting module adds later shows as itself.
 CLOSURE_TEXTS: dict[str, tuple[str, str]] = {
     "real": ("真实警情", "real alarm"),
@@ -38,23 +40,24 @@ def notifications_of(s: Session, incident_ids: Sequence[int]) -> dict[int, list[
     """incident id -> one summary per contact notified (in the order they were first tried)."""
     if not incident_ids:
         return {}
-    rows = s.execute(select(Delivery, Contact.name, Contact.role)
+    # Plain columns, not ORM objects: a board of hundreds of incidents reads thousands of attempts.
+    rows = s.execute(select(Delivery.incident_id, Delivery.contact_id, Delivery.channel, Delivery.status, Delivery.at,
+                            Delivery.answered_at, Delivery.detail, Contact.name, Contact.role)
                      .outerjoin(Contact, Contact.id == Delivery.contact_id)
                      .where(Delivery.incident_id.in_(sorted(set(incident_ids))))
                      .order_by(Delivery.id)).all()
-    grouped: dict[int, dict[str, list[tuple[Delivery, str | None, str | None]]]] = defaultdict(dict)
-    for d, name, role in rows:
-        grouped[d.incident_id].setdefault(d.contact_id, []).append((d, name, role))
+    grouped: dict[int, dict[str, list[Any]]] = defaultdict(dict)
+    for r in rows:
+        grouped[r.incident_id].setdefault(r.contact_id, []).append(r)
     out: dict[int, list[ContactNotification]] = {}
     for incident_id, contacts in grouped.items():
         summaries = []
-        for contact_id, attempts in contacts.items():
-            ds = [a[0] for a in attempts]
-            best = min((d.status for d in ds), key=lambda st: STATUS_RANK.get(DeliveryStatus(st), 99))
+        for contact_id, ds in contacts.items():
+            best = min((d.status for d in ds), key=lambda st: STATUS_RANK.get(st, 99))
             delivered_at = [d.answered_at or d.at for d in ds if d.status == DeliveryStatus.DELIVERED]
             failing = [d for d in ds if d.status != DeliveryStatus.DELIVERED and d.detail]
             summaries.append(ContactNotification(
-                contact_id=contact_id, name=attempts[0][1] or contact_id, role=attempts[0][2] or "",
+                contact_id=contact_id, name=ds[0].name or contact_id, role=ds[0].role or "",
                 channels=list(dict.fromkeys(d.channel for d in ds)), status=str(best),
                 delivered=best == DeliveryStatus.DELIVERED, attempts=len(ds), first_at=ds[0].at,
                 delivered_at=min(delivered_at) if delivered_at else None,
