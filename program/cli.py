@@ -598,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:  # Alembic's start-up lines; the schema change itself is logged in one line
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        if args.command not in ("gateway", "demo"):  # a command's own output says which database it used
+            logging.getLogger("anxin.db").setLevel(logging.WARNING)
     return int(args.func(args))
 
 
