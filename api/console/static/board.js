@@ -191,15 +191,34 @@
     badge.textContent = ok ? t("实时连接", "connected") : t("重新连接中", "reconnecting");
   }
 
+  // Every 30 s the board is read again and merged: a safety net for anything the feed did not bring (a
+  // row committed out of id order on PostgreSQL, say). An open life-safety alarm seen only then still
+  // gets its cue.
+  async function reconcile(first) {
+    const before = new Set(incidents.keys());
+    const data = await Anxin.send("GET", "/api/v1/board");
+    const fresh = new Set();
+    for (const inc of data.incidents) {
+      fresh.add(inc.id);
+      const known = incidents.get(inc.id);
+      if (!known || inc.last_entry_id >= known.last_entry_id) incidents.set(inc.id, inc);
+      if (!first && !known && inc.life_safety && inc.state === "triggered" && !cued.has(inc.id)) {
+        cued.add(inc.id);
+        cue(inc);
+      }
+    }
+    for (const id of before) if (!fresh.has(id)) incidents.delete(id);  // closed meanwhile
+    render();
+  }
+
   async function start() {
     try {
-      const data = await Anxin.send("GET", "/api/v1/board");
-      for (const inc of data.incidents) incidents.set(inc.id, inc);
-      render();
+      await reconcile(true);
     } catch (e) {
       root.replaceChildren(el("p", "note bad", `${t("看板加载失败", "Could not load the board")}: ${e.message}`));
     }
     Anxin.feed(root.dataset.cursor, {incident: onIncident}, feedState);
+    setInterval(() => reconcile(false).catch(() => {}), 30000);
   }
   setInterval(() => {
     for (const a of root.querySelectorAll(".age")) a.textContent = age(a.dataset.opened);
