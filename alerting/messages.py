@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOTICE_TYPE = "delivery.failing"  # the payload type of a notice that a contact's channel fails
+FEEDBACK_TYPES = {"acknowledged": "incident.acknowledged", "dispatched": "incident.dispatched"}  # state -> type
 
 TYPE_NAMES: dict[str, tuple[str, str]] = {
     "alarm.panic": ("一键报警", "Panic alarm"),
@@ -28,6 +29,8 @@ TYPE_NAMES: dict[str, tuple[str, str]] = {
     "device.online": ("设备上线", "Device online"),
     "test": ("设备测试", "Device test"),
     NOTICE_TYPE: ("报警通道故障", "Alarm channel failing"),
+    FEEDBACK_TYPES["acknowledged"]: ("报警已确认", "Alarm acknowledged"),
+    FEEDBACK_TYPES["dispatched"]: ("已派人处置", "Guard dispatched"),
 }
 
 # Why an incident went to the duty contact: (zh, en)
@@ -99,5 +102,37 @@ def build_notice(incident_id: int, event_type: str, institution: str, room: str,
         "incident_id": incident_id, "type": NOTICE_TYPE, "incident_type": event_type, "institution": institution,
         "room": room, "failing_contact": failing, "failing_role": role, "failing_channel": channel, "error": error,
         "ack_url": ack_url, "title": title, "drill": False,
+    }
+    return Notification(incident_id, title, body, payload, key)
+
+
+def build_feedback(incident_id: int, event_type: str, drill: bool, institution: str, room: str, state: str,
+                   actor: str, at: datetime, guard: str, key: str) -> Notification:
+    """To the institution and the contractor: someone (``actor``) acknowledged or dispatched the incident."""
+    zh, en = TYPE_NAMES.get(event_type, (event_type, event_type))
+    feedback_type = FEEDBACK_TYPES[state]
+    state_zh = TYPE_NAMES[feedback_type][0]
+    local = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    prefix_zh, prefix_en = ("【演练】", "[DRILL] ") if drill else ("", "")
+    if state == "dispatched":
+        done_zh = f"{actor} 已于 {local}（北京时间）派出{f'保安 {guard} ' if guard else '人员'}前往处置。"
+        on_the_way = f": guard {guard} is on the way" if guard else ""
+        done_en = f"Dispatched by {actor} at {local} (Asia/Shanghai){on_the_way}."
+    else:
+        done_zh = f"已由 {actor} 于 {local}（北京时间）确认，正在处置。"
+        done_en = f"Acknowledged by {actor} at {local} (Asia/Shanghai)."
+    title = f"{prefix_zh}【{state_zh}】{zh} {institution} {room}".rstrip()
+    body = "\n".join([
+        f"{prefix_zh}{zh}：{institution}，{room or '-'}（事件编号 {incident_id}）",
+        done_zh,
+        "",
+        f"{prefix_en}{en}: {institution}, {room or '-'} (incident {incident_id})",
+        done_en,
+        f"通知编号 Delivery key: {key}",
+    ])
+    payload = {
+        "incident_id": incident_id, "type": feedback_type, "incident_type": event_type, "state": state,
+        "drill": drill, "institution": institution, "room": room, "actor": actor, "at": at.isoformat(),
+        "guard": guard, "title": title,
     }
     return Notification(incident_id, title, body, payload, key)

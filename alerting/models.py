@@ -30,6 +30,36 @@ class TimelineAction(StrEnum):
     CHANNEL_FAILING = "channel_failing"  # a contact's channel fails: the contractor / duty are told
     TAKEN_OVER = "taken_over"  # a step claimed by a sender that died was taken over by another
     DEVICE_VERIFIED = "device_verified"  # acknowledging this drill incident commissioned its device
+    NOTE = "note"  # a person's note on the incident (any state)
+
+
+class ClosureCode(StrEnum):
+    """Why an incident was closed; resolving needs one. ``CLOSURE_LABELS`` has the zh-CN / English names."""
+
+    REAL = "real"
+    FALSE_ALARM = "false_alarm"
+    TEST = "test"
+    DRILL = "drill"
+    DEVICE_FAULT = "device_fault"
+
+
+CLOSURE_LABELS: dict[ClosureCode, tuple[str, str]] = {
+    ClosureCode.REAL: ("真实警情", "Real emergency"),
+    ClosureCode.FALSE_ALARM: ("误报", "False alarm"),
+    ClosureCode.TEST: ("测试", "Test"),
+    ClosureCode.DRILL: ("演练", "Drill"),
+    ClosureCode.DEVICE_FAULT: ("设备故障", "Device fault"),
+}
+
+
+class IncidentState(StrEnum):
+    """An incident's states, in order (alerting.engine.TRANSITIONS says which moves are allowed)."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    RESOLVED = "resolved"
+    REVIEWED = "reviewed"
 
 
 class StepStatus(StrEnum):
@@ -97,6 +127,7 @@ class Incident(Base):
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    dispatched_guard: Mapped[str | None] = mapped_column(String(200))  # who was sent (dispatched)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
@@ -119,11 +150,15 @@ class EscalationStep(Base):
     has not reached yet are sent again (retrying) until reached or the incident is acknowledged.
 
     A notice step (``notice_for`` set, ``step_no`` -1) tells the contractor and the duty contact that
-    the contact ``notice_for`` cannot be reached for this incident: at most one per incident and contact."""
+    the contact ``notice_for`` cannot be reached for this incident: at most one per incident and contact.
+
+    A feedback step (``feedback`` set to the state reached, ``step_no`` -2) tells the institution and
+    the contractor that someone acknowledged or dispatched the incident: at most one per incident and state."""
 
     __tablename__ = "escalation_steps"
     __table_args__ = (Index("ix_escalation_due", "status", "due_at"),
-                      UniqueConstraint("incident_id", "notice_for", name="uq_escalation_notice"))
+                      UniqueConstraint("incident_id", "notice_for", name="uq_escalation_notice"),
+                      UniqueConstraint("incident_id", "feedback", name="uq_escalation_feedback"))
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -136,6 +171,7 @@ class EscalationStep(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rounds: Mapped[int] = mapped_column(Integer, default=0)  # send rounds done (the first, then retries)
     notice_for: Mapped[str | None] = mapped_column(String(64))
+    feedback: Mapped[str | None] = mapped_column(String(20))  # acknowledged | dispatched
 
 
 class Delivery(Base):

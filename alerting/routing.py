@@ -92,6 +92,8 @@ class RoutingConfig(_Strict):
     routes: list[Route]
     policies: dict[str, Policy]
     drill_policy: str = "drill"
+    # who hears back that an incident was acknowledged or dispatched (a drill's: the drill receivers only)
+    feedback_roles: list[str] = Field(default_factory=lambda: ["institution", "contractor"])
 
     @model_validator(mode="after")
     def _known_policies(self) -> RoutingConfig:
@@ -132,6 +134,14 @@ def decide(config: RoutingConfig, event_type: str, severity: str, district: str,
     first = matched[0]
     return Decision(route=first.name, receivers=receivers, policy_name=first.policy,
                     policy=config.policies[first.policy])
+
+
+def expand_roles(roles: list[str], receivers: list[str]) -> list[str]:
+    """A policy step's roles with ``$receivers`` replaced by the matched routes' receivers (no repeats)."""
+    out: list[str] = []
+    for role in roles:
+        out.extend(receivers if role == RECEIVERS else [role])
+    return list(dict.fromkeys(out))
 
 
 def _parse_hours(text: str) -> tuple[time, time]:

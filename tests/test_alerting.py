@@ -116,8 +116,12 @@ def test_panic_press_over_mqtt_reaches_police_webhook(tmp_path: Path, mosquitto:
         assert page.status_code == 200 and "已确认" in page.text
         assert incidents(gw)[0].state == "acknowledged"
         with gw.sessions() as s:
-            statuses = sorted(st.status for st in s.scalars(select(EscalationStep)))
+            statuses = sorted(st.status for st in s.scalars(select(EscalationStep)
+                                                            .where(EscalationStep.feedback.is_(None))))
         assert statuses == ["cancelled", "sent"]
+        # ... and the institution and the contractor hear back who acknowledged it (tests/test_feedback.py)
+        wait_for(lambda: sum(r.json()["type"] == "incident.acknowledged" for r in list(webhooks.received)) == 2,
+                 what="feedback to staff and contractor")
         assert http.get(ack_path[:-3] + "xyz").status_code == 403
 
 
