@@ -70,6 +70,9 @@ class ContactNotification(BaseModel):
     contact_id: str
     name: str
     role: str  # police, fire, contractor, institution, duty, drill
+    # alarm: notified of the incident; notice: told that another contact cannot be reached;
+    # feedback:acknowledged / feedback:dispatched: told who has it
+    purpose: str
     channels: list[str]
     status: str  # the best outcome of any attempt: delivered | sending | unknown | failed | permanent
     delivered: bool
@@ -83,7 +86,7 @@ class BoardIncident(IncidentOut):
     type_zh: str
     type_en: str
     life_safety: bool
-    guard: str  # the guard named when dispatched ("" if none)
+    guard: str  # the guard sent when it was dispatched ("" if none)
     last_entry_id: int  # its newest timeline entry: a live page ignores feed messages older than this
     notifications: list[ContactNotification]
 

@@ -11,7 +11,7 @@ from sqlalchemy import case, select
 
 from alerting.models import Incident
 from api.deps import CurrentUser, SessionDep
-from api.incident_views import LIFE_SAFETY_TYPES, guards_of, last_entries, notifications_of, type_names
+from api.incident_views import LIFE_SAFETY_TYPES, last_entries, notifications_of, type_names
 from api.routes.feed import cursor_now
 from api.routes.incidents import OPEN_STATES, incident_rows
 from api.schemas import BoardIncident, BoardOut
@@ -32,7 +32,8 @@ def board(s: SessionDep, user: CurrentUser, institution: Annotated[str | None, Q
         q = q.where(Incident.institution_id == institution)
     incidents = list(s.scalars(q))
     ids = [i.id for i in incidents]
-    notified, newest, guards = notifications_of(s, ids), last_entries(s, ids), guards_of(s, ids)
+    notified, newest = notifications_of(s, ids), last_entries(s, ids)
+    guards = {i.id: i.dispatched_guard or "" for i in incidents}
     out = []
     for row in incident_rows(s, incidents):
         zh, en = type_names(row.type)

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from alerting.engine import TransitionError
 from alerting.models import Delivery, Incident, TimelineEntry
 from anxin.db import Device, Institution
-from api import audit, incident_actions
+from api import audit
 from api.deps import Actor, CurrentUser, SessionDep, System
 from api.incident_views import notifications_of
 from api.models import AuditAction
@@ -33,7 +33,7 @@ class TransitionRequest(BaseModel):
     to: Literal["acknowledged", "dispatched", "resolved", "reviewed"]
     closure_code: str | None = Field(default=None, max_length=20)
     note: str = Field(default="", max_length=4000)
-    guard: str | None = Field(default=None, min_length=1, max_length=100,
+    guard: str | None = Field(default=None, min_length=1, max_length=200,
                               description="dispatched only: the guard sent (recorded on the timeline)")
 
 
@@ -91,12 +91,9 @@ async def transition(incident_id: IncidentId, body: TransitionRequest, request: 
         if body.guard is not None and body.to != "dispatched":
             raise HTTPException(422, "guard 只用于派警 / a guard is named only when dispatching")
         try:
-            if body.guard is not None:
-                incident = incident_actions.dispatch(system.alerting, incident_id, user.actor, "api",
-                                                     guard=body.guard.strip(), note=body.note)
-            else:
-                incident = system.alerting.transition(incident_id, body.to, user.actor, "api",
-                                                      closure_code=body.closure_code, note=body.note)
+            incident = system.alerting.transition(incident_id, body.to, user.actor, "api",
+                                                  closure_code=body.closure_code, note=body.note,
+                                                  guard=body.guard or "")
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         with system.sessions.begin() as s:
@@ -119,7 +116,7 @@ async def add_note(incident_id: IncidentId, body: NoteRequest, request: Request,
         if system.alerting is None:
             raise HTTPException(404, "告警功能未启用 / alerting is disabled")
         try:
-            incident_actions.add_note(system.alerting, incident_id, user.actor, body.text, "api")
+            system.alerting.add_note(incident_id, user.actor, body.text, "api")
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         with system.sessions.begin() as s:

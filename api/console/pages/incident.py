@@ -9,7 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from alerting.messages import TYPE_NAMES
-from api import incident_actions
 from api.console.render import page
 from api.deps import CurrentUser, SessionDep, System
 from api.incident_views import CLOSURE_TEXTS
@@ -23,11 +22,8 @@ router = APIRouter(include_in_schema=False)
 def show(incident_id: IncidentId, request: Request, user: CurrentUser, s: SessionDep, system: System) -> HTMLResponse:
     cursor = cursor_now(s)  # before reading: the feed brings whatever changes after
     incident = scoped_incident(s, user.scope, incident_id)  # 404 outside the scope
-    engine = system.alerting
-    codes = [(code, *CLOSURE_TEXTS.get(code, (code, code))) for code in incident_actions.closure_codes()]
+    codes = [(code, zh, en) for code, (zh, en) in CLOSURE_TEXTS.items()]
     return page(request, "incident.html", user, incident=incident, cursor=cursor, closure_codes=codes,
-                can_act=user.scope.can_act and engine is not None,
-                can_guard=engine is not None and incident_actions.supports_guard(engine),
-                can_note=engine is not None and incident_actions.supports_notes(engine),
+                can_act=user.scope.can_act and system.alerting is not None,
                 type_names=orjson.dumps(TYPE_NAMES).decode(),
                 closure_texts=orjson.dumps(CLOSURE_TEXTS).decode())

@@ -69,10 +69,9 @@
     c.append(when);
     if (inc.guard) c.append(el("div", "inc-guard small", `${t("派警", "Guard")}: ${inc.guard}`));
     const who = el("ul", "inc-notified");
-    if (!inc.notifications || !inc.notifications.length) {
-      who.append(el("li", "muted small", t("尚无通知记录", "no notifications yet")));
-    }
-    for (const n of inc.notifications || []) {
+    const alarm = (inc.notifications || []).filter((n) => n.purpose === "alarm");  // not notices, feedback
+    if (!alarm.length) who.append(el("li", "muted small", t("尚无通知记录", "no notifications yet")));
+    for (const n of alarm) {
       const li = el("li", `chip ${n.status}`);
       li.title = `${n.channels.join(", ")} · ${pair(DELIVERY, n.status)}${n.last_error ? " · " + n.last_error : ""}`;
       li.append(el("span", "mark", n.delivered ? "✓" : (n.status === "sending" ? "…" : "✗")), " ",

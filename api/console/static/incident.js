@@ -22,6 +22,8 @@
     failed: ["未送达", "failed"], permanent: ["无法送达", "refused"]};
   const ROLES = {police: ["公安", "police"], fire: ["消防", "fire"], contractor: ["安保", "contractor"],
     institution: ["机构", "institution"], duty: ["值班台", "duty desk"], drill: ["演练接收", "drill"]};
+  const PURPOSES = {notice: ["通道故障提醒", "unreachable-contact notice"],
+    "feedback:acknowledged": ["已确认回执", "told: acknowledged"], "feedback:dispatched": ["已派警回执", "told: dispatched"]};
   const pair = (m, key) => (m[key] ? t(m[key][0], m[key][1]) : key);
   const el = (tag, cls, text) => {
     const e = document.createElement(tag);
@@ -38,8 +40,11 @@
     for (const key of ["note", "text"]) if (d[key]) parts.push(String(d[key]));
     if (entry.action === "notified") {
       const roles = (d.roles || []).map((r) => pair(ROLES, r)).join(t("、", ", "));
-      parts.push(t(`第 ${(d.step || 0) + 1} 步 ${roles}：送达 ${d.delivered}/${d.targets}`,
-        `step ${(d.step || 0) + 1} ${roles}: delivered ${d.delivered}/${d.targets}`));
+      const what = d.feedback ? pair(PURPOSES, `feedback:${d.feedback}`)
+        : d.notice_for ? `${pair(PURPOSES, "notice")} (${d.notice_for})`
+          : t(`第 ${(d.step || 0) + 1} 步`, `step ${(d.step || 0) + 1}`);
+      parts.push(t(`${what} ${roles}：送达 ${d.delivered}/${d.targets}`,
+        `${what} ${roles}: delivered ${d.delivered}/${d.targets}`));
       if (d.unreached && d.unreached.length) parts.push(`${t("未送达", "not reached")}: ${d.unreached.join(", ")}`);
     }
     if (entry.action === "opened" && d.receivers) {
@@ -50,6 +55,8 @@
   }
 
   function renderFacts(inc) {
+    const sent = inc.timeline.filter((e) => e.action === "dispatched" && e.detail && e.detail.guard);
+    const guard = sent.length ? sent[sent.length - 1].detail.guard : "";
     const names = TYPES[inc.type] || [inc.type, inc.type];
     document.getElementById("inc-type").textContent = `#${inc.id} ${names[0]} ${names[1]}`;
     const badges = document.getElementById("inc-badges");
@@ -61,7 +68,8 @@
       [t("机构", "Institution"), inc.institution || inc.institution_id || "-"],
       [t("位置", "Room"), inc.room || "-"], [t("设备", "Device"), inc.device_id],
       [t("发生时间", "Opened"), `${local(inc.opened_at)}（${t("北京时间", "Beijing")}）`],
-      [t("确认", "Acknowledged"), local(inc.acknowledged_at)], [t("派警", "Dispatched"), local(inc.dispatched_at)],
+      [t("确认", "Acknowledged"), local(inc.acknowledged_at)],
+      [t("派警", "Dispatched"), inc.dispatched_at ? `${local(inc.dispatched_at)}${guard ? " · " + guard : ""}` : "-"],
       [t("结案", "Resolved"), inc.resolved_at ? `${local(inc.resolved_at)} · ${pair(CLOSURES, inc.closure_code)}` : "-"],
       [t("次数", "Events"), String(inc.event_count)]];
     const dl = document.getElementById("inc-facts");
@@ -99,6 +107,7 @@
       tr.setAttribute("data-delivered", String(n.delivered));
       const who = el("td");
       who.append(el("strong", "", n.name), el("span", "muted small", ` ${pair(ROLES, n.role)}`));
+      if (n.purpose !== "alarm") who.append(el("div", "small muted", pair(PURPOSES, n.purpose)));
       const status = el("td");
       status.append(el("span", `badge ${n.delivered ? "ok" : (n.status === "sending" ? "warn" : "alarm")}`,
         pair(DELIVERY, n.status)));
