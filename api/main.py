@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from api.body_limit import BodyLimit
-from api.console.pages import admin, board, devices, institution, overview
+from api.console.pages import admin, board, devices, incident, institution, overview
 from api.console.render import STATIC
 from api.deps import LoginRequired, Runtime
 from api.routes import (
@@ -20,6 +20,7 @@ from api.routes import (
     contacts,
     contractors,
     dead_letters,
+    device_health,
     device_tests,
     districts,
     drill_windows,
@@ -33,6 +34,7 @@ from api.routes import (
     readings,
     users,
 )
+from api.routes import board as board_api
 from api.routes import devices as device_api
 from api.routes import overview as overview_api
 from api.routes.ack import ack_router
@@ -42,7 +44,8 @@ ROUTERS += [districts.router, institutions.router, device_api.router, contacts.r
             users.router, policies.router, dead_letters.router, audit_log.router]
 ROUTERS += [overview_api.router]  # commission
 ROUTERS += [readings.router, institution_summary.router, drill_windows.router, device_tests.router]  # institution
-PAGES = [board.router, devices.router, institution.router, overview.router, admin.router]
+ROUTERS += [board_api.router, device_health.router]  # contractor
+PAGES = [board.router, devices.router, institution.router, overview.router, admin.router, incident.router]
 
 
 def create_app(system: Runtime) -> FastAPI:

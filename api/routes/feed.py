@@ -55,10 +55,14 @@ def news(s: Session, scope: Scope, after: tuple[int, int]) -> tuple[list[tuple[s
     """What happened after the cursor in the scope: (event name, data) in order, and the new cursor."""
     t_after, e_after = after
     out: list[tuple[str, dict[str, Any]]] = []
-    rows = s.execute(select(TimelineEntry, Incident).join(Incident, Incident.id == TimelineEntry.incident_id)
-                     .where(TimelineEntry.id > t_after, scope.where(Incident.institution_id))
-                     .order_by(TimelineEntry.id).limit(BATCH)).all()
+    # The newest id first, and the rows only up to it: each statement may see newer commits than the one
+    # before (SQLite outside a transaction, PostgreSQL's read committed), and a row committed between the
+    # two must be sent next time, not skipped by a cursor that already moved past it.
     last_t = s.scalar(select(func.max(TimelineEntry.id)).where(TimelineEntry.id > t_after)) or t_after
+    rows = s.execute(select(TimelineEntry, Incident).join(Incident, Incident.id == TimelineEntry.incident_id)
+                     .where(TimelineEntry.id > t_after, TimelineEntry.id <= last_t,
+                            scope.where(Incident.institution_id))
+                     .order_by(TimelineEntry.id).limit(BATCH)).all()
     if len(rows) == BATCH:  # more to come: resume right after the last one sent
         last_t = rows[-1][0].id
     incidents = {inc.id: row for inc, row in zip([r[1] for r in rows], incident_rows(s, [r[1] for r in rows]),
@@ -67,12 +71,13 @@ def news(s: Session, scope: Scope, after: tuple[int, int]) -> tuple[list[tuple[s
         out.append(("incident", {"incident": incidents[inc.id].model_dump(mode="json"),
                                  "entry": {"id": entry.id, "at": entry.at.isoformat(), "action": entry.action,
                                            "actor": entry.actor, "channel": entry.channel, "detail": entry.detail}}))
+    last_e = s.scalar(select(func.max(EventRecord.id)).where(EventRecord.id > e_after)) or e_after
     events = s.execute(select(EventRecord, Device.room, Device.name)
                        .outerjoin(Device, Device.id == EventRecord.device_id)
-                       .where(EventRecord.id > e_after, scope.where(EventRecord.institution_id),
+                       .where(EventRecord.id > e_after, EventRecord.id <= last_e,
+                              scope.where(EventRecord.institution_id),
                               or_(*(EventRecord.type.startswith(p) for p in DEVICE_TYPES)))
                        .order_by(EventRecord.id).limit(BATCH)).all()
-    last_e = s.scalar(select(func.max(EventRecord.id)).where(EventRecord.id > e_after)) or e_after
     if len(events) == BATCH:
         last_e = events[-1][0].id
     for e, room, name in events:

@@ -17,8 +17,9 @@ from alerting.models import Delivery, Incident, TimelineEntry
 from anxin.db import Device, Institution
 from api import audit
 from api.deps import Actor, CurrentUser, SessionDep, System
+from api.incident_views import notifications_of
 from api.models import AuditAction
-from api.schemas import DeliveryOut, IncidentDetail, IncidentOut, TimelineOut
+from api.schemas import ContactNotification, DeliveryOut, IncidentDetail, IncidentOut, TimelineOut
 from api.scope import Scope
 
 # Ids fit the database's 64-bit integers; a larger one is a 422, never a database error (500).
@@ -32,6 +33,12 @@ class TransitionRequest(BaseModel):
     to: Literal["acknowledged", "dispatched", "resolved", "reviewed"]
     closure_code: str | None = Field(default=None, max_length=20)
     note: str = Field(default="", max_length=4000)
+    guard: str | None = Field(default=None, min_length=1, max_length=200,
+                              description="dispatched only: the guard sent (recorded on the timeline)")
+
+
+class NoteRequest(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
 
 
 def scoped_incident(s: Session, scope: Scope, incident_id: int) -> Incident:
@@ -81,18 +88,50 @@ async def transition(incident_id: IncidentId, body: TransitionRequest, request: 
             scoped_incident(s, user.scope, incident_id)  # 404 outside the scope, before any change
         if system.alerting is None:
             raise HTTPException(404, "告警功能未启用 / alerting is disabled")
+        if body.guard is not None and body.to != "dispatched":
+            raise HTTPException(422, "guard 只用于派警 / a guard is named only when dispatching")
         try:
             incident = system.alerting.transition(incident_id, body.to, user.actor, "api",
-                                                  closure_code=body.closure_code, note=body.note)
+                                                  closure_code=body.closure_code, note=body.note,
+                                                  guard=body.guard or "")
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         with system.sessions.begin() as s:
             audit.record(s, user, request, AuditAction.INCIDENT, "incident", str(incident_id), body.to,
-                         to=body.to, closure_code=body.closure_code, note=body.note)
+                         to=body.to, closure_code=body.closure_code, note=body.note,
+                         **({"guard": body.guard} if body.guard is not None else {}))
             [row] = incident_rows(s, [incident])
         return row
 
     return await run_in_threadpool(run)
+
+
+@router.post("/{incident_id}/notes")
+async def add_note(incident_id: IncidentId, body: NoteRequest, request: Request, system: System,
+                   user: Actor) -> IncidentOut:
+    """A free note on the incident's timeline (who wrote it is the caller)."""
+    def run() -> IncidentOut:
+        with system.sessions() as s:
+            scoped_incident(s, user.scope, incident_id)  # 404 outside the scope, before any change
+        if system.alerting is None:
+            raise HTTPException(404, "告警功能未启用 / alerting is disabled")
+        try:
+            system.alerting.add_note(incident_id, user.actor, body.text, "api")
+        except TransitionError as exc:
+            raise HTTPException(409, str(exc)) from None
+        with system.sessions.begin() as s:
+            audit.record(s, user, request, AuditAction.INCIDENT, "incident", str(incident_id), "note", note=body.text)
+            [row] = incident_rows(s, [scoped_incident(s, user.scope, incident_id)])
+        return row
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/{incident_id}/notifications")
+def notifications(incident_id: IncidentId, s: SessionDep, user: CurrentUser) -> list[ContactNotification]:
+    """Who was notified and whether it reached them: one summary per contact (all attempts)."""
+    scoped_incident(s, user.scope, incident_id)
+    return notifications_of(s, [incident_id]).get(incident_id, [])
 
 
 def incident_rows(s: Session, incidents: list[Incident]) -> list[IncidentOut]:
