@@ -22,7 +22,7 @@ from api.scope import Scope
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
+router = APIRouter(prefix="/api/v1/device-health", tags=["devices"])
 
 UNKNOWN_HEARTBEAT_S = 24 * 3600  # "not heard from" for a device whose profile names no heartbeat interval
 
@@ -40,7 +40,7 @@ STATE_EVENTS = {EventType.OFFLINE.value: DeviceProblem.OFFLINE, EventType.BATTER
                 EventType.TAMPER.value: DeviceProblem.TAMPER}
 
 
-@router.get("/health")
+@router.get("")
 async def device_health(system: System, user: CurrentUser,
                         institution: Annotated[str | None, Query(max_length=64)] = None,
                         problem: DeviceProblem | None = None,

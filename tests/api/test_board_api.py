@@ -89,9 +89,9 @@ def test_every_new_endpoint_is_scoped(tmp_path: Path) -> None:
             assert http.post(f"/api/v1/incidents/{b}/notes", json={"text": "x"}).status_code == 404
             assert http.get(f"/console/incidents/{b}", headers=HTML).status_code == 404
             assert b not in [i["id"] for i in board(world, user)]
-            devices = http.get("/api/v1/devices/health").json()
+            devices = http.get("/api/v1/device-health").json()
             assert {d["institution_id"] for d in devices} == {"inst-a"}
-            assert http.get("/api/v1/devices/health?institution=inst-b").json() == []
+            assert http.get("/api/v1/device-health?institution=inst-b").json() == []
             page = http.get("/console/devices?institution=inst-b", headers=HTML)
             assert page.status_code == 200 and "sos-b" not in page.text and "贝贝" not in page.text
         assert world.client("contractor-b").get(f"/api/v1/incidents/{b}/notifications").status_code == 200
@@ -104,7 +104,7 @@ def test_every_new_endpoint_is_scoped(tmp_path: Path) -> None:
         assert page.status_code == 200 and 'data-testid="read-only"' in page.text and 'id="actions"' not in page.text
         assert 'id="actions"' in world.client("contractor-a").get(f"/console/incidents/{a}", headers=HTML).text
 
-        for path in ("/api/v1/board", f"/api/v1/incidents/{a}/notifications", "/api/v1/devices/health"):
+        for path in ("/api/v1/board", f"/api/v1/incidents/{a}/notifications", "/api/v1/device-health"):
             assert anon.get(path).status_code == 401, path
         assert anon.post(f"/api/v1/incidents/{a}/transition", json=guard).status_code == 401
         assert anon.post(f"/api/v1/incidents/{a}/notes", json={"text": "x"}).status_code == 401
@@ -149,16 +149,16 @@ def test_device_health_says_what_is_wrong(tmp_path: Path) -> None:
         with world.system.sessions.begin() as s:
             s.execute(update(Device).where(Device.id == "sos-a").values(verification=Verification.VERIFIED))
         http = world.client("contractor-a")
-        rows = {d["device_id"]: d for d in http.get("/api/v1/devices/health").json()}
+        rows = {d["device_id"]: d for d in http.get("/api/v1/device-health").json()}
         assert set(rows) == {"sos-a", "smoke-a", "air-a"}
         # sos-a was heard from just now (its events); its profile's heartbeat is 4 h x 2.5
         assert rows["sos-a"]["problems"] == [] and rows["sos-a"]["silent_limit_s"] == 36000
         assert rows["sos-a"]["last_seen"] is not None
         assert rows["smoke-a"]["problems"] == ["battery_low", "unverified"]
         assert rows["air-a"]["problems"] == ["offline", "unverified"]
-        assert [d["device_id"] for d in http.get("/api/v1/devices/health?problem=battery_low").json()] == ["smoke-a"]
-        assert http.get("/api/v1/devices/health?problem=nonsense").status_code == 422
-        admin = {d["device_id"]: d for d in world.client("admin").get("/api/v1/devices/health").json()}
+        assert [d["device_id"] for d in http.get("/api/v1/device-health?problem=battery_low").json()] == ["smoke-a"]
+        assert http.get("/api/v1/device-health?problem=nonsense").status_code == 422
+        admin = {d["device_id"]: d for d in world.client("admin").get("/api/v1/device-health").json()}
         assert admin["sos-b"]["problems"] == ["silent", "unverified"]  # never heard from
         assert admin["sos-b"]["last_seen"] is None
         page = http.get("/console/devices?problem=offline", headers=HTML)

@@ -92,7 +92,7 @@ def test_user_add_and_key_from_the_command_line(tmp_path: Path) -> None:
     out = anxin(tmp_path, "user", "add", "zhang", "--role", "institution", "--institution", "k1",
                 stdin="a-long-password\n", **env)
     assert out.returncode == 0, out.stderr
-    assert "needs --institution" in one_clear_line(anxin(tmp_path, "user", "add", "li", "--role", "institution",
+    assert "needs an institution" in one_clear_line(anxin(tmp_path, "user", "add", "li", "--role", "institution",
                                                           stdin="a-long-password\n", **env))
     assert "no institution 'k9'" in one_clear_line(anxin(tmp_path, "user", "add", "li", "--role", "institution",
                                                           "--institution", "k9", stdin="a-long-password\n", **env))
