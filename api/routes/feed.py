@@ -51,45 +51,85 @@ def parse_cursor(text: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def news(s: Session, scope: Scope, after: tuple[int, int]) -> tuple[list[tuple[str, dict[str, Any]]], tuple[int, int]]:
-    """What happened after the cursor in the scope: (event name, data) in order, and the new cursor."""
+GAP_WAIT_S = 10.0  # how long a missing id is looked for again before it counts as a rolled-back insert
+
+
+class Gaps:
+    """Ids below the cursor not seen yet. On PostgreSQL an insert takes its id when it starts and becomes
+    visible when it commits, so id 41 can appear after 42 was read and the cursor moved past it: such ids
+    are looked for again on every poll for GAP_WAIT_S (an id never committed, a rolled-back insert,
+    is given up then)."""
+
+    def __init__(self) -> None:
+        self.timeline: dict[int, float] = {}
+        self.events: dict[int, float] = {}
+
+    @staticmethod
+    def note(missing: dict[int, float], after: int, ids: list[int], now: float) -> None:
+        expected = after + 1
+        for i in ids:
+            for gap in range(expected, min(i, expected + 1000)):  # a burst of rollbacks: bounded
+                missing.setdefault(gap, now)
+            expected = i + 1
+
+    @staticmethod
+    def expire(missing: dict[int, float], found: set[int], now: float) -> None:
+        for i in list(missing):
+            if i in found or now - missing[i] > GAP_WAIT_S:
+                del missing[i]
+
+
+def news(s: Session, scope: Scope, after: tuple[int, int], gaps: Gaps | None = None
+         ) -> tuple[list[tuple[str, dict[str, Any]]], tuple[int, int]]:
+    """What happened after the cursor in the scope (and, with ``gaps``, late commits below it): (event
+    name, data) in order, and the new cursor."""
     t_after, e_after = after
+    gaps = gaps or Gaps()
+    now = time.monotonic()
     out: list[tuple[str, dict[str, Any]]] = []
-    # The newest id first, and the rows only up to it: each statement may see newer commits than the one
+    # The ids first, then the rows of those ids only: each statement may see newer commits than the one
     # before (SQLite outside a transaction, PostgreSQL's read committed), and a row committed between the
     # two must be sent next time, not skipped by a cursor that already moved past it.
-    last_t = s.scalar(select(func.max(TimelineEntry.id)).where(TimelineEntry.id > t_after)) or t_after
+    t_ids = list(s.scalars(select(TimelineEntry.id).where(TimelineEntry.id > t_after)
+                           .order_by(TimelineEntry.id).limit(BATCH)))
+    late_t = set(s.scalars(select(TimelineEntry.id).where(TimelineEntry.id.in_(sorted(gaps.timeline))))
+                 ) if gaps.timeline else set()
+    Gaps.expire(gaps.timeline, late_t, now)
+    Gaps.note(gaps.timeline, t_after, t_ids, now)
+    last_t = t_ids[-1] if t_ids else t_after
+    wanted_t = t_ids + sorted(late_t)
     rows = s.execute(select(TimelineEntry, Incident).join(Incident, Incident.id == TimelineEntry.incident_id)
-                     .where(TimelineEntry.id > t_after, TimelineEntry.id <= last_t,
-                            scope.where(Incident.institution_id))
-                     .order_by(TimelineEntry.id).limit(BATCH)).all()
-    if len(rows) == BATCH:  # more to come: resume right after the last one sent
-        last_t = rows[-1][0].id
+                     .where(TimelineEntry.id.in_(wanted_t), scope.where(Incident.institution_id))
+                     .order_by(TimelineEntry.id)).all() if wanted_t else []
     incidents = {inc.id: row for inc, row in zip([r[1] for r in rows], incident_rows(s, [r[1] for r in rows]),
                                                   strict=True)}
     for entry, inc in rows:
         out.append(("incident", {"incident": incidents[inc.id].model_dump(mode="json"),
                                  "entry": {"id": entry.id, "at": entry.at.isoformat(), "action": entry.action,
                                            "actor": entry.actor, "channel": entry.channel, "detail": entry.detail}}))
-    last_e = s.scalar(select(func.max(EventRecord.id)).where(EventRecord.id > e_after)) or e_after
+    e_ids = list(s.scalars(select(EventRecord.id).where(EventRecord.id > e_after)
+                           .order_by(EventRecord.id).limit(BATCH)))
+    late_e = set(s.scalars(select(EventRecord.id).where(EventRecord.id.in_(sorted(gaps.events))))
+                 ) if gaps.events else set()
+    Gaps.expire(gaps.events, late_e, now)
+    Gaps.note(gaps.events, e_after, e_ids, now)
+    last_e = e_ids[-1] if e_ids else e_after
+    wanted_e = e_ids + sorted(late_e)
     events = s.execute(select(EventRecord, Device.room, Device.name)
                        .outerjoin(Device, Device.id == EventRecord.device_id)
-                       .where(EventRecord.id > e_after, EventRecord.id <= last_e,
-                              scope.where(EventRecord.institution_id),
+                       .where(EventRecord.id.in_(wanted_e), scope.where(EventRecord.institution_id),
                               or_(*(EventRecord.type.startswith(p) for p in DEVICE_TYPES)))
-                       .order_by(EventRecord.id).limit(BATCH)).all()
-    if len(events) == BATCH:
-        last_e = events[-1][0].id
+                       .order_by(EventRecord.id)).all() if wanted_e else []
     for e, room, name in events:
         out.append(("device", {"device_id": e.device_id, "institution_id": e.institution_id, "type": e.type,
                                "state": e.state, "ts": e.ts.isoformat(), "room": room or "", "name": name or ""}))
     return out, (last_t, last_e)
 
 
-def _poll(system: System, scope: Scope, cursor: tuple[int, int]
+def _poll(system: System, scope: Scope, cursor: tuple[int, int], gaps: Gaps
           ) -> tuple[list[tuple[str, dict[str, Any]]], tuple[int, int]]:
     with system.sessions() as s:
-        return news(s, scope, cursor)
+        return news(s, scope, cursor, gaps)
 
 
 def _still_allowed(system: System, request: Request, user: Principal) -> bool:
@@ -121,10 +161,11 @@ async def feed(request: Request, system: System, user: CurrentUser,
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal cursor
+        gaps = Gaps()
         yield b"retry: 1000\n\n"  # reconnect after 1 s (the default is 3 s)
         last_sent = last_check = time.monotonic()
         while True:
-            items, cursor = await run_in_threadpool(_poll, system, user.scope, cursor)
+            items, cursor = await run_in_threadpool(_poll, system, user.scope, cursor, gaps)
             if items:
                 # Every message carries the cursor after this batch: resuming from any of them may repeat the
                 # rest of the batch (the console ignores entries it has), never skip one.

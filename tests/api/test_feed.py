@@ -71,3 +71,40 @@ def test_feed_shows_only_the_viewers_scope_and_resumes_after_a_drop(tmp_path: Pa
                       headers={"Cookie": f"anxin_session={director_a.cookies['anxin_session']}"})
         assert r.status_code == 422
         assert httpx.get(f"{base}/api/v1/feed").status_code == 401
+
+
+def test_an_entry_committed_after_a_newer_one_still_reaches_the_feed(tmp_path: Path, postgres: Any) -> None:
+    """PostgreSQL hands out ids when a row is inserted and shows the row when it commits: id N+1 can be
+    visible while N is not yet. The feed looks for such gaps again, so N is sent once it commits."""
+    from alerting.models import TimelineEntry
+    from api.models import Role
+    from api.routes.feed import Gaps, news
+    from api.scope import Scope
+
+    with api_world(tmp_path, database_url=postgres.new_database("feedgaps")) as world:
+        a = world.open_incident("sos-a", "inst-a")
+        sessions = world.system.sessions
+        scope = Scope(Role.CONTRACTOR, frozenset({"inst-a"}))
+        with sessions() as s:
+            _, cursor = news(s, scope, (0, 0))
+        gaps = Gaps()
+        slow = sessions()  # a transaction that took its id first and commits last
+        early = TimelineEntry(incident_id=a, action="note", actor="slow", detail={})
+        slow.add(early)
+        slow.flush()
+        with sessions.begin() as fast:
+            late = TimelineEntry(incident_id=a, action="note", actor="fast", detail={})
+            fast.add(late)
+        assert early.id < late.id
+        with sessions() as s:
+            first, cursor = news(s, scope, cursor, gaps)
+        assert [d["entry"]["id"] for n, d in first if n == "incident"] == [late.id]
+        assert cursor[0] == late.id  # the cursor is past the uncommitted row ...
+        slow.commit()
+        slow.close()
+        with sessions() as s:
+            second, cursor = news(s, scope, cursor, gaps)
+        assert [d["entry"]["id"] for n, d in second if n == "incident"] == [early.id]  # ... which still arrives
+        with sessions() as s:
+            third, _ = news(s, scope, cursor, gaps)
+        assert third == []  # and only once
