@@ -340,10 +340,13 @@ class OfflineDetector:
         self._emit = emit
         self._factor = factor
         self._started = started_at if started_at is not None else datetime.now(UTC).timestamp()
-        self._offline: set[str] = set()
+        self._offline: dict[str, float] = {}  # device -> since when (epoch s) it counts as offline
 
     def prime(self, offline: set[str]) -> None:
-        self._offline = set(offline)
+        """Devices the database says are offline (by this rule, or by their own LWT / availability): they
+        are back only with a reading that arrives from now on, never because the gateway just started."""
+        now = datetime.now(UTC).timestamp()
+        self._offline = dict.fromkeys(offline, now)
 
     def evaluate(self) -> list[Event]:
         devices = self._devices()
@@ -356,14 +359,15 @@ class OfflineDetector:
         for device, (institution, interval) in devices.items():
             limit = interval * self._factor
             # a device never heard of counts from the gateway's start, not from 1970
-            last = seen.get(device, self._started)
+            reading = seen.get(device)
+            last = reading if reading is not None else self._started
             silent = now.timestamp() - last
             if device not in self._offline and silent > limit:
-                self._offline.add(device)
+                self._offline[device] = now.timestamp()
                 events.append(Event(device, EventType.OFFLINE, EventState.ACTIVE, now, institution,
                                     {"rule": "heartbeat", "silent_s": round(silent), "limit_s": limit}))
-            elif device in self._offline and silent <= limit:
-                self._offline.discard(device)
+            elif device in self._offline and reading is not None and reading > self._offline[device]:
+                del self._offline[device]
                 events.append(Event(device, EventType.OFFLINE, EventState.CLEAR, now, institution,
                                     {"rule": "heartbeat", "silent_s": round(silent)}))
         if events:

@@ -152,3 +152,23 @@ def test_with_two_instances_one_evaluates_and_the_other_takes_over_knowing_what_
         second.sink.write(series("fridge-1", "temperature", [5.0], minutes=0.05))
         wait_for(lambda: len(fridge_events()) == 2, timeout=40, what="the clear from the other instance")
         assert [state for state, _ in fridge_events()] == ["active", "clear"]
+
+
+def test_a_device_offline_by_its_own_lwt_stays_offline_after_a_restart_until_it_reports() -> None:
+    """After a restart the rules are primed with the devices the database says are offline (LWT,
+    availability or this rule). Silence is counted from the start for devices never heard of, but that
+    must not clear an offline device: only a reading that arrives from then on does."""
+    from alerting.thresholds import OfflineDetector
+    from anxin.model import EventState, EventType
+
+    seen: dict[str, float] = {}
+    emitted: list[Any] = []
+    detector = OfflineDetector(lambda _lookback: dict(seen), lambda: {"door-1": ("k1", 60)}, emitted.extend)
+    detector.prime({"door-1"})
+    assert detector.evaluate() == []  # no reading since: still offline, no clear
+    seen["door-1"] = datetime.now(UTC).timestamp() - 3600  # an old reading (before it went offline)
+    assert detector.evaluate() == []
+    seen["door-1"] = datetime.now(UTC).timestamp() + 1  # it reports again
+    [back] = detector.evaluate()
+    assert (back.type, back.state) == (EventType.OFFLINE, EventState.CLEAR)
+    assert emitted == [back]
