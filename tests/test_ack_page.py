@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from alerting.ack_links import make_token
+from alerting.delivery import FEEDBACK_STEP
 from alerting.models import EscalationStep, TimelineEntry
 from program.web import build_app as create_app
 from tests.harness import TEST_SECRET, Publisher, running_gateway, wait_for
@@ -21,12 +22,14 @@ from tests.test_alerting import PRESS, directory, incidents, settings_for
 
 
 def snapshot(gw: Any, incident_id: int) -> tuple[str, list[tuple[str, str]], list[str]]:
-    """Everything the link could change: state, timeline, escalation steps."""
+    """Everything the link could change: state, timeline, escalation steps (not the feedback an
+    acknowledgement itself schedules for the institution and contractor)."""
     with gw.sessions() as s:
         timeline = [(e.action, e.actor) for e in s.scalars(
             select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.id))]
         steps = [st.status for st in s.scalars(
-            select(EscalationStep).where(EscalationStep.incident_id == incident_id).order_by(EscalationStep.id))]
+            select(EscalationStep).where(EscalationStep.incident_id == incident_id,
+                                         EscalationStep.step_no != FEEDBACK_STEP).order_by(EscalationStep.id))]
     return incidents(gw)[0].state, timeline, steps
 
 
