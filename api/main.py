@@ -38,6 +38,7 @@ from api.routes import board as board_api
 from api.routes import devices as device_api
 from api.routes import overview as overview_api
 from api.routes.ack import ack_router
+from api.security import LoginThrottle
 
 ROUTERS = [health.router, ingest.router, auth.router, incidents.router, feed.router]
 ROUTERS += [districts.router, institutions.router, device_api.router, contacts.router, contractors.router,  # admin
@@ -53,6 +54,7 @@ def create_app(system: Runtime) -> FastAPI:
                   description="托育机构安全监测平台 API / childcare safety-monitoring API. Log in to the console "
                               "for a session cookie, or send `Authorization: Bearer <API key>`.")
     app.state.system = system
+    app.state.login_throttle = LoginThrottle()
     for router in ROUTERS + PAGES:
         app.include_router(router)
     app.include_router(ack_router(system))

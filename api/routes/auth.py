@@ -17,7 +17,6 @@ from api.schemas import Me
 from api.scope import scope_of
 
 router = APIRouter(tags=["auth"])
-throttle = security.LoginThrottle()
 
 
 def _safe_next(target: str) -> str:
@@ -49,6 +48,7 @@ async def login(request: Request, system: System, username: Annotated[str, Form(
         return page(request, "login.html", None, status=status, next=_safe_next(next), username=username,
                     error=en if lang == "en" else zh)
 
+    throttle: security.LoginThrottle = request.app.state.login_throttle  # one per application
     if not throttle.allow(ip):
         return refused("尝试次数过多，请一分钟后再试", "too many attempts from this address: wait a minute", 429)
 

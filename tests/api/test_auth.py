@@ -70,16 +70,13 @@ def test_wrong_passwords_lock_the_account_and_each_attempt_is_audited(tmp_path: 
 
 
 def test_many_attempts_from_one_address_are_throttled(tmp_path: Path) -> None:
-    from api.routes.auth import throttle
-
     with api_world(tmp_path) as world:
         http = world.anonymous()
-        throttle._seen.clear()
+        throttle = world.app.state.login_throttle
         answers = [http.post("/login", data={"username": f"user{i}", "password": "x" * 12}).status_code
                    for i in range(throttle.limit + 3)]
         assert answers[: throttle.limit] == [401] * throttle.limit
         assert answers[throttle.limit:] == [429] * 3
-        throttle._seen.clear()
 
 
 def test_pages_redirect_to_login_and_the_api_answers_401(tmp_path: Path) -> None:
