@@ -47,6 +47,8 @@ class Decoded:
         return bool(self.readings) or len(self.events) > len(self.problems)
 
 
+_NEVER_SEEN: set[tuple[str, str]] = set()  # decode's "seen" when first_wins is off: never read or written
+
 # A rule's verdict on the value at its path when it produced nothing: not applicable (its condition does
 # not hold, or the field is absent, null or ""), ACCEPTED (e.g. an idle button), or why the value is unusable.
 ACCEPTED = ""
@@ -417,7 +419,7 @@ class CompiledProfile:
         implausible: list[tuple[Segment, ...]] = []
         missed: list[_ReadingRule | _EventRule] = []  # rules that gave nothing from a present, non-null value
         first_wins = self.first_wins
-        seen: set[tuple[str, str]] = set()  # (device, metric) already read, when first_wins
+        seen: set[tuple[str, str]] = set() if first_wins else _NEVER_SEEN  # (device, metric) already read
         readings = out.readings
         quirks = [q for q in self.quirks if q.when.holds(doc)] if self.quirks else None
         for r in self.readings:
