@@ -38,7 +38,13 @@ from anxin.db import init_db, make_engine
 from gateway.registry import import_registry
 from gateway.service import Gateway
 from gateway.simulator import chirpstack_uplink, em300_th_frame
-from gateway.workers import main_ingests, start_extra_workers, stop_workers
+from gateway.workers import (
+    main_ingests,
+    start_extra_workers,
+    stop_workers,
+    worker_indexes,
+    worker_subscribed,
+)
 from tests.servers.influxdb import InfluxServer
 from tests.servers.mosquitto import MosquittoServer
 
@@ -222,8 +228,12 @@ class GatewayRun:
 
     def create_sessions(self) -> None:
         gw, workers = self.start()
-        if workers:
-            time.sleep(4)  # workers are separate processes: give them time to subscribe
+        if workers:  # separate processes (at nice 10: slow to start on a busy machine); they report it
+            deadline = time.monotonic() + 300
+            while not all(worker_subscribed(self.settings, i) for i in worker_indexes(self.settings)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ingest workers did not subscribe in 300 s")
+                time.sleep(0.2)
         else:
             assert gw.mqtt.subscribed.wait(10)
         stop_workers(workers)
@@ -286,7 +296,10 @@ def main() -> None:
             print(f"queued {n:,} messages for each consumer in {pub_s:.1f}s")
 
             bare_rates = {b.name: n / b.drain(n) for b in bares}
-            gw_rates = {name: n / run.drain(influx, n) for name, run in runs.items()}
+            gw_rates = {}
+            for name, run in runs.items():
+                gw_rates[name] = n / run.drain(influx, n)
+                print(f"{name}: {gw_rates[name]:,.0f} msg/s", flush=True)  # kept should a later run fail
             stored = {name: influx_points(influx, run.settings.influx_database) for name, run in runs.items()}
         finally:
             influx.stop()
