@@ -55,7 +55,10 @@ def telemetry_generator(port: int, rate: int, seconds: float) -> None:
             due = int(elapsed * rate)
             while sent < due:
                 topic, payload = msgs[sent % len(msgs)]
-                client.publish(topic, payload, qos=1)
+                try:
+                    client.publish(topic, payload, qos=1)
+                except OverflowError:  # 65,535 unacknowledged: the broker is behind, wait for it
+                    break
                 sent += 1
             await asyncio.sleep(0.005)
         print(json.dumps({"sent": sent, "rate": sent / (time.perf_counter() - start)}), flush=True)

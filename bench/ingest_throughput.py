@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import gmqtt
+import httpx
 import paho.mqtt.client as mqtt
 from gmqtt.mqtt.constants import MQTTv50
 from paho.mqtt.enums import CallbackAPIVersion
@@ -35,7 +36,13 @@ from paho.mqtt.properties import Properties
 from anxin.config import Settings
 from anxin.db import init_db, make_engine
 from gateway.simulator import chirpstack_uplink, em300_th_frame
-from gateway.workers import main_ingests, start_extra_workers, stop_workers
+from gateway.workers import (
+    main_ingests,
+    start_extra_workers,
+    stop_workers,
+    worker_indexes,
+    worker_subscribed,
+)
 from program.registry_file import import_registry
 from program.system import Anxin as Gateway
 from tests.servers.influxdb import InfluxServer
@@ -221,8 +228,12 @@ class GatewayRun:
 
     def create_sessions(self) -> None:
         gw, workers = self.start()
-        if workers:
-            time.sleep(4)  # workers are separate processes: give them time to subscribe
+        if workers:  # separate processes (at nice 10: slow to start on a busy machine); they report it
+            deadline = time.monotonic() + 300
+            while not all(worker_subscribed(self.settings, i) for i in worker_indexes(self.settings)):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("ingest workers did not subscribe in 300 s")
+                time.sleep(0.2)
         else:
             assert gw.mqtt.subscribed.wait(10)
         stop_workers(workers)
@@ -243,13 +254,14 @@ class GatewayRun:
             gw.stop()
 
 
+_poller = httpx.Client(timeout=30)  # one connection for the polls: a new client per poll costs the gateway CPU
+
+
 def stored_messages(influx: InfluxServer, db: str) -> int:
     # every message of the workload carries exactly one temperature reading
-    try:
-        rows = influx.query(db, "SELECT count(value) FROM temperature")
-    except RuntimeError:  # database not created yet
-        return 0
-    return int(rows[0]["count"]) if rows else 0
+    resp = _poller.post(f"{influx.url}/query", params={"db": db}, data={"q": "SELECT count(value) FROM temperature"})
+    series = resp.json()["results"][0].get("series")  # none (or an error) until the database has points
+    return int(series[0]["values"][0][1]) if series else 0
 
 
 def main() -> None:
@@ -284,7 +296,10 @@ def main() -> None:
             print(f"queued {n:,} messages for each consumer in {pub_s:.1f}s")
 
             bare_rates = {b.name: n / b.drain(n) for b in bares}
-            gw_rates = {name: n / run.drain(influx, n) for name, run in runs.items()}
+            gw_rates = {}
+            for name, run in runs.items():
+                gw_rates[name] = n / run.drain(influx, n)
+                print(f"{name}: {gw_rates[name]:,.0f} msg/s", flush=True)  # kept should a later run fail
             stored = {name: influx_points(influx, run.settings.influx_database) for name, run in runs.items()}
         finally:
             influx.stop()

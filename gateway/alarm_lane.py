@@ -78,6 +78,8 @@ class AlarmLane:
         self._profiles = profiles
         self._sessions = sessions
         self._held: set[str] = set()  # granted by the broker on this session
+        # lane_topics of one registry snapshot: it walks every device, so only once per refresh
+        self._wanted: tuple[object, set[str]] = (None, set())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="alarm-lane", daemon=True)
 
@@ -100,16 +102,19 @@ class AlarmLane:
         """Subscribe new topics, then renew the leases of all held ones; False while disconnected."""
         if not self.source.connected.is_set():
             return False
-        wanted = lane_topics(self._registry, self._profiles)
-        new = sorted(wanted - self._held)
+        snapshot = self._registry.assigned
+        if self._wanted[0] is not snapshot:
+            self._wanted = (snapshot, lane_topics(self._registry, self._profiles))
+        new = sorted(self._wanted[1] - self._held)
         if new and self.source.subscribe(new):
             self._held.update(new)
             log.info("alarm lane: holding %d topics (%d new)", len(self._held), len(new))
         if not self.source.connected.is_set():  # lost during the subscribe: let the leases lapse
             return False
-        self._renew(self._held)
-        if self._on_renew is not None:
-            self._on_renew()
+        if self._held:  # nothing held, nothing to renew: no write every half second on an idle lane
+            self._renew(self._held)
+            if self._on_renew is not None:
+                self._on_renew()
         self.ready.set()
         return True
 

@@ -47,6 +47,8 @@ class Decoded:
         return bool(self.readings) or len(self.events) > len(self.problems)
 
 
+_NEVER_SEEN: set[tuple[str, str]] = set()  # decode's "seen" when first_wins is off: never read or written
+
 # A rule's verdict on the value at its path when it produced nothing: not applicable (its condition does
 # not hold, or the field is absent, null or ""), ACCEPTED (e.g. an idle button), or why the value is unusable.
 ACCEPTED = ""
@@ -81,6 +83,18 @@ def _path(text: str) -> tuple[Segment, ...]:
     return () if text == "$" else parse_path(text)
 
 
+def _top_key(path: tuple[Segment, ...]) -> str | None:
+    """The key of a path that is one plain top-level key (most are): read with one dict lookup."""
+    return path[0] if len(path) == 1 and type(path[0]) is str and path[0] != "*" else None
+
+
+def _at(doc: Any, key: str | None, path: tuple[Segment, ...]) -> Any:
+    """``resolve(doc, path)``, with the top-level-key case done without the general loop."""
+    if key is None:
+        return resolve(doc, path)
+    return doc.get(key, MISSING) if type(doc) is dict else MISSING
+
+
 class _Cond:
     __slots__ = ("contains", "equals", "path", "present")
 
@@ -112,8 +126,8 @@ def _hashable(v: Any) -> Any:
 
 
 class _ReadingRule:
-    __slots__ = ("convert", "field", "high", "low", "metric", "offset", "path", "plain", "range", "scale", "shared",
-                 "sub_device", "sub_device_path", "unit_map", "unit_path", "unless", "when")
+    __slots__ = ("convert", "field", "high", "key", "low", "metric", "offset", "own_device", "path", "plain", "range",
+                 "scale", "shared", "sub_device", "sub_device_path", "unit_map", "unit_path", "unless", "when")
 
     def __init__(self, spec: ReadingSpec) -> None:
         target = METRIC_UNITS[spec.metric]
@@ -124,7 +138,9 @@ class _ReadingRule:
         self.field = spec.path
         self.sub_device = spec.sub_device
         self.sub_device_path = _path(spec.sub_device_path) if spec.sub_device_path else None
+        self.own_device = not (self.sub_device or self.sub_device_path)  # the reading is the message's device's
         self.path = _path(spec.path)
+        self.key = _top_key(self.path)
         self.scale, self.offset = spec.scale, spec.offset
         self.convert: Converter | None = converter(spec.unit or target, target)
         self.unit_path = _path(spec.unit_path) if spec.unit_path else None
@@ -158,11 +174,15 @@ class _ReadingRule:
         return f"metric {self.metric}: not a number"
 
     def value(self, doc: Any) -> float | None:
+        return self.value_of(doc, _at(doc, self.key, self.path))
+
+    def value_of(self, doc: Any, raw: Any) -> float | None:
+        """``value`` of ``raw``, the value found at the rule's path."""
         if self.plain:
-            return to_number(resolve(doc, self.path))
+            return to_number(raw)
         if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
             return None
-        num = to_number(resolve(doc, self.path))
+        num = to_number(raw)
         if num is None:
             return None
         convert = self.convert
@@ -185,17 +205,20 @@ class _Quirk:
 
 class _EventRule:
     __slots__ = ("above", "active", "active_text", "below", "boolean", "clear", "clear_text", "detail", "field",
-                 "mask", "momentary", "open_ended", "path", "shared", "type", "unless", "values", "when")
+                 "key", "mask", "momentary", "open_ended", "path", "shared", "threshold", "type", "unless", "values",
+                 "when")
 
     def __init__(self, spec: EventSpec) -> None:
         self.type = spec.type
         self.field = spec.path
         self.path = _path(spec.path)
+        self.key = _top_key(self.path)
         self.active = {_hashable(normalize(v)) for v in spec.active}
         self.clear = {_hashable(normalize(v)) for v in spec.clear}
         self.active_text = [t.casefold() for t in spec.active_contains]
         self.clear_text = [t.casefold() for t in spec.clear_contains]
         self.below, self.above = spec.below, spec.above
+        self.threshold = self.below is not None or self.above is not None
         self.mask = spec.mask
         self.momentary = spec.momentary
         self.when = _Cond(spec.when) if spec.when else None
@@ -229,10 +252,12 @@ class _EventRule:
         return f"{self.type}: not one of {self.values}"
 
     def state(self, doc: Any) -> tuple[EventState, Any] | None:
+        raw = _at(doc, self.key, self.path)
+        return None if raw is MISSING else self.state_of(doc, raw)
+
+    def state_of(self, doc: Any, raw: Any) -> tuple[EventState, Any] | None:
+        """``state`` of the value ``raw`` found at the rule's path."""
         if (self.when and not self.when.holds(doc)) or (self.unless and self.unless.holds(doc)):
-            return None
-        raw = resolve(doc, self.path)
-        if raw is MISSING:
             return None
         state: EventState | None = None
         if self.mask is not None:
@@ -270,6 +295,7 @@ class CompiledProfile:
         )
         self.binary_path = _path(spec.binary.path) if spec.binary and spec.binary.path else None
         self.ts_path = _path(spec.timestamp.path) if spec.timestamp else None
+        self.ts_key = _top_key(self.ts_path) if self.ts_path is not None else None
         self.ts_zone = ZoneInfo(spec.timestamp.naive_tz) if spec.timestamp else ZoneInfo("UTC")
         self.ts_format = spec.timestamp.format if spec.timestamp else "auto"
         self.id_path = _path(spec.device_id.path) if spec.device_id.path else None
@@ -380,14 +406,21 @@ class CompiledProfile:
     def decode(self, doc: Any, device_id: str, received_at: datetime, institution_id: str | None = None) -> Decoded:
         ts = received_at
         if self.ts_path is not None:
-            ts = trusted(parse_timestamp(resolve(doc, self.ts_path), self.ts_format, self.ts_zone), received_at)
+            raw_ts = _at(doc, self.ts_key, self.ts_path)
+            if raw_ts is not MISSING and raw_ts is not None:
+                ts = trusted(parse_timestamp(raw_ts, self.ts_format, self.ts_zone), received_at)
         out = Decoded(self.name, device_id)
         if self.spec.ignore:
             return out
+        # The hot path: per rule a few attribute reads, one dict lookup for a top-level field, and nothing
+        # at all for an absent one (most rules of a profile name fields a given message does not carry).
+        is_dict = type(doc) is dict
         used: list[tuple[Segment, ...]] = []  # shared fields a rule understood
         implausible: list[tuple[Segment, ...]] = []
-        missed: list[_ReadingRule | _EventRule] = []
-        seen: set[tuple[str, str]] = set()  # (device, metric) already read, when first_wins
+        missed: list[_ReadingRule | _EventRule] = []  # rules that gave nothing from a present, non-null value
+        first_wins = self.first_wins
+        seen: set[tuple[str, str]] = set() if first_wins else _NEVER_SEEN  # (device, metric) already read
+        readings = out.readings
         quirks = [q for q in self.quirks if q.when.holds(doc)] if self.quirks else None
         for r in self.readings:
             if quirks:
@@ -395,51 +428,70 @@ class CompiledProfile:
                 if v is None:
                     missed.append(source)  # judged at the field it read
                     continue
-            elif r.plain:  # inlined: most readings are a plain number at a path, and most absent fields are
-                raw = resolve(doc, r.path)  # simply absent (nothing to judge)
-                v = to_number(raw)
-                if v is None:
-                    if raw is not MISSING and raw is not None:
-                        missed.append(r)
+            elif r.plain:  # inlined: most readings are a plain number at a path
+                key = r.key
+                raw = (doc.get(key, MISSING) if is_dict else MISSING) if key is not None else resolve(doc, r.path)
+                if raw is MISSING or raw is None:  # absent or null: nothing to judge
                     continue
+                kind = type(raw)
+                if kind is float and raw - raw == 0.0:  # finite
+                    v = raw
+                elif kind is int:
+                    v = float(raw)
+                else:
+                    num = to_number(raw)
+                    if num is None:
+                        missed.append(r)
+                        continue
+                    v = num
             else:
-                v = r.value(doc)
-                if v is None:
+                key = r.key
+                raw = (doc.get(key, MISSING) if is_dict else MISSING) if key is not None else resolve(doc, r.path)
+                if raw is MISSING or raw is None:  # absent or null: nothing to judge
+                    continue
+                num = r.value_of(doc, raw)
+                if num is None:
                     missed.append(r)
                     continue
+                v = num
             if r.shared:
                 used.append(r.path)
-            dev = r.device(doc, device_id) if r.sub_device or r.sub_device_path else device_id
+            dev = device_id if r.own_device else r.device(doc, device_id)
             if r.low <= v <= r.high:
-                if self.first_wins:
+                if first_wins:
                     if (dev, r.metric) in seen:
                         continue
                     seen.add((dev, r.metric))
-                out.readings.append(Reading(dev, r.metric, v, ts, institution_id))
+                readings.append(Reading(dev, r.metric, v, ts, institution_id))
             else:  # a broken sensor, not a measurement: kept as a fault event, never stored as a reading
                 implausible.append(r.path)
                 out.implausible.append(Reading(dev, r.metric, v, ts, institution_id, Quality.IMPLAUSIBLE))
                 self._fault(out, ts, institution_id, f"{r.metric} {v:g}: {r.range.check(v)}",
                             {"metric": r.metric, "value": _shown(v), "unit": METRIC_UNITS[r.metric]})
         for e in self.events:
-            if implausible and e.path in implausible and (e.below is not None or e.above is not None):
+            key = e.key
+            raw = (doc.get(key, MISSING) if is_dict else MISSING) if key is not None else resolve(doc, e.path)
+            if raw is MISSING:  # absent: no state, nothing to judge
+                continue
+            if implausible and e.threshold and e.path in implausible:
                 continue  # no "battery low" from a battery reading of -1e308
-            hit = e.state(doc)
+            hit = e.state_of(doc, raw)
             if hit is None:
-                missed.append(e)
+                if raw is not None:  # null is quiet: never judged
+                    missed.append(e)
                 continue
             if e.shared:
                 used.append(e.path)
             state, raw = hit
             detail: dict[str, Any] = {"profile": self.name, "value": raw}
-            for key, p in e.detail.items():
+            for dkey, p in e.detail.items():
                 dv = resolve(doc, p)
                 if dv is not MISSING:
-                    detail[key] = dv
+                    detail[dkey] = dv
             out.events.append(Event(device_id, e.type, state, ts, institution_id, detail))
         if missed:
             self._unusable_fields(out, doc, ts, institution_id, missed, used)
-        if not out.readings and not out.events and type(doc) is not dict and not (
+        if not readings and not out.events and not is_dict and not (
                 self.reads_bare and isinstance(doc, str | int | float)):
             self._fault(out, ts, institution_id, f"payload is {_kind_of(doc)}, not the JSON object "
                         f"profile {self.name} reads", {"field": "$", "value": _shown(doc)})

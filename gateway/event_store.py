@@ -31,7 +31,9 @@ class EventStore:
     def __init__(self, writer: DbWriter, metrics: Metrics) -> None:
         self._writer = writer
         self._metrics = metrics
-        self._last: dict[tuple[str, EventType], EventState] = {}
+        # (device id, event type's value) -> last state. Keyed by the value, not the enum member: hashing a
+        # member runs Python code (Enum.__hash__), and this is looked up for every event of every message.
+        self._last: dict[tuple[str, str], EventState] = {}
         self._lock = threading.Lock()  # submitters: the MQTT thread and HTTP worker threads
         self.listeners: list[Listener] = []
 
@@ -45,20 +47,21 @@ class EventStore:
         with self._lock:
             for device_id, type_ in rows:
                 with contextlib.suppress(ValueError):
-                    self._last[(device_id, EventType(type_))] = EventState.ACTIVE
+                    self._last[(device_id, EventType(type_)._value_)] = EventState.ACTIVE
         return len(rows)
 
     def _changes(self, events: Sequence[Event]) -> list[Event]:
         """Keep every active event and the clears that end an active state; drop the rest before they
         cost a database round trip (a sensor saying "no smoke" every hour is not news)."""
         keep: list[Event] = []
+        clear, active, last = EventState.CLEAR, EventState.ACTIVE, self._last
         with self._lock:
             for e in events:
-                key = (e.device_id, e.type)
+                key = (e.device_id, e.type._value_)
                 state = e.state
-                if state is EventState.CLEAR and self._last.get(key) is not EventState.ACTIVE:
+                if state is clear and last.get(key) is not active:
                     continue
-                self._last[key] = state
+                last[key] = state
                 keep.append(e)
         return keep
 

@@ -66,7 +66,6 @@ class MqttSource:
         # (index, count): this session keeps the topics that hash to its index and acknowledges the
         # others unread; every session holds the same non-shared (so broker-persisted) subscriptions.
         self._partition = partition
-        self._mine: dict[str, bool] = {}
         self._suback: dict[int, Future[bool]] = {}
         self._client_id = client_id
         self._credentials = (username, password)
@@ -141,6 +140,8 @@ class MqttSource:
         client.on_message = self._on_qos0_message
         self._handler = client._package_handler
         self._handler._handle_qos_1_publish_packet = self._on_qos1_publish
+        self._gmqtt_publish = self._handler._handle_publish_packet
+        self._handler._handle_publish_packet = self._on_publish_packet
         self._client = client
         delay = 0.5
         while not self._stop.is_set():
@@ -196,6 +197,37 @@ class MqttSource:
             self._pipeline.submit(name, payload, None, source="mqtt")
         return 0
 
+    def _on_publish_packet(self, cmd: int, raw: bytes) -> None:
+        """Every PUBLISH packet, before gmqtt parses it. The common case (QoS 1, a topic name, no MQTT 5
+        properties: what a broker forwards of a plain publish) is read here in a few slices, and a message
+        of another worker's partition is acknowledged on its raw topic bytes before anything else is
+        built; everything else (QoS 0/2, topic aliases, properties) goes through gmqtt's own parser."""
+        if cmd & 0x06 == 0x02:  # QoS 1
+            end = 2 + ((raw[0] << 8) | raw[1])  # topic name: 2-byte length, then UTF-8
+            start = end + 2  # after the packet id
+            if end > 2 and len(raw) > start:
+                if self._version == MQTTv50:
+                    if raw[start] != 0:  # properties (a topic alias among them?): gmqtt reads them
+                        self._gmqtt_publish(cmd, raw)
+                        return
+                    start += 1
+                mid = (raw[end] << 8) | raw[end + 1]
+                topic = raw[2:end]
+                if self._other_partition(topic):
+                    self._send_ack(self._generation, mid)
+                    return
+                try:
+                    name = topic.decode()
+                except UnicodeDecodeError:
+                    self._gmqtt_publish(cmd, raw)
+                    return
+                if self._lane_holds(name):
+                    self._send_ack(self._generation, mid)
+                    return
+                self._pipeline.submit(name, raw[start:], self._acker(mid), source="mqtt")
+                return
+        self._gmqtt_publish(cmd, raw)
+
     def _on_qos1_publish(self, mid: int, payload: bytes, topic: Any, _props: Any) -> None:
         name = _topic(topic)
         if self._leaves(name):
@@ -204,16 +236,17 @@ class MqttSource:
         self._pipeline.submit(name, payload, self._acker(mid), source="mqtt")
 
     def _leaves(self, topic: str) -> bool:
-        """True for a message another session takes care of: the alarm lane's, or another partition's."""
-        if self._partition is not None:
-            mine = self._mine.get(topic)
-            if mine is None:
-                if len(self._mine) > 100_000:
-                    self._mine = {}
-                mine = self._mine[topic] = partition_of(topic, self._partition[1]) == self._partition[0]
-            if not mine:
-                self._metrics.inc_key(_LEFT_TO_OTHER_WORKER)
-                return True
+        """True for a message another session takes care of: another partition's, or the alarm lane's."""
+        return self._other_partition(topic.encode()) or self._lane_holds(topic)
+
+    def _other_partition(self, topic: bytes) -> bool:
+        part = self._partition
+        if part is not None and partition_of_bytes(topic, part[1]) != part[0]:
+            self._metrics.inc_key(_LEFT_TO_OTHER_WORKER)
+            return True
+        return False
+
+    def _lane_holds(self, topic: str) -> bool:
         if self._skip is not None and self._skip(topic):
             self._metrics.inc_key(_LEFT_TO_LANE)
             return True
@@ -252,7 +285,12 @@ class MqttSource:
 def partition_of(topic: str, count: int) -> int:
     """The partition (0..count-1) that takes a topic: stable across processes and restarts, so one
     device's messages always reach the same worker, in order."""
-    return zlib.crc32(topic.encode()) % count
+    return partition_of_bytes(topic.encode(), count)
+
+
+def partition_of_bytes(topic: bytes, count: int) -> int:
+    """partition_of on the topic as it arrives (UTF-8 bytes), before it is decoded."""
+    return zlib.crc32(topic) % count
 
 
 def _topic(topic: Any) -> str:

@@ -122,7 +122,11 @@ class Pipeline:
         else:
             decoded = decoded_or
             if self.duplicate_window_s > 0:
-                alarm = bool(decoded.events) and any(e.state is EventState.ACTIVE for e in decoded.events)
+                alarm = False
+                for e in decoded.events:  # a loop, not any(<generator>): this runs for every message
+                    if e.state is EventState.ACTIVE:
+                        alarm = True
+                        break
                 self._last[topic] = (payload, time.monotonic(), alarm)
             if self.registry.lookup(decoded.device_id) is None:
                 self.metrics.inc("anxin_unregistered_messages_total")
