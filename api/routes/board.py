@@ -11,6 +11,7 @@ from sqlalchemy import case, select
 
 from alerting.models import Incident
 from api.deps import CurrentUser, SessionDep
+from api.editing import IdFilter
 from api.incident_views import LIFE_SAFETY_TYPES, last_entries, notifications_of, type_names
 from api.routes.feed import cursor_now
 from api.routes.incidents import OPEN_STATES, incident_rows
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/api/v1/board", tags=["board"])
 
 
 @router.get("")
-def board(s: SessionDep, user: CurrentUser, institution: Annotated[str | None, Query(max_length=64)] = None,
+def board(s: SessionDep, user: CurrentUser, institution: IdFilter = None,
           limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> BoardOut:
     """Open incidents (triggered, acknowledged, dispatched) in the caller's scope: life-safety (panic,
     smoke, gas) first, then by age, oldest first."""

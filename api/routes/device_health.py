@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
@@ -17,6 +16,7 @@ from alerting.commissioning import telemetry_seen
 from anxin.db import Device, EventRecord, Institution, Verification
 from anxin.model import EventState, EventType
 from api.deps import CurrentUser, System
+from api.editing import IdFilter
 from api.schemas import DeviceHealthOut
 from api.scope import Scope
 
@@ -42,7 +42,7 @@ STATE_EVENTS = {EventType.OFFLINE.value: DeviceProblem.OFFLINE, EventType.BATTER
 
 @router.get("")
 async def device_health(system: System, user: CurrentUser,
-                        institution: Annotated[str | None, Query(max_length=64)] = None,
+                        institution: IdFilter = None,
                         problem: DeviceProblem | None = None,
                         problems_only: bool = False) -> list[DeviceHealthOut]:
     """Registered devices of the caller's institutions with their problems (``problem`` keeps those that

@@ -18,6 +18,7 @@ from anxin.db import Institution
 from api import audit
 from api.console.render import SHANGHAI
 from api.deps import Actor, CurrentUser, Principal, SessionDep, System
+from api.editing import IdFilter
 from api.models import AuditAction
 from api.schemas import DrillWindowOut
 from api.scope import Scope
@@ -88,7 +89,7 @@ def add_window(s: Session, user: Principal, request: Request, institution_id: st
 
 @router.get("")
 def list_windows(s: SessionDep, user: CurrentUser,
-                 institution: Annotated[str | None, Query(max_length=64, description="one institution")] = None,
+                 institution: IdFilter = None,
                  limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[DrillWindowOut]:
     """Windows of the scope (or of one institution in it), latest start first."""
     q = (select(DrillWindow).where(user.scope.where(DrillWindow.institution_id))

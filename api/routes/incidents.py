@@ -17,6 +17,7 @@ from alerting.models import Delivery, Incident, TimelineEntry
 from anxin.db import Device, Institution
 from api import audit
 from api.deps import Actor, CurrentUser, SessionDep, System
+from api.editing import IdFilter
 from api.incident_views import notifications_of
 from api.models import AuditAction
 from api.schemas import ContactNotification, DeliveryOut, IncidentDetail, IncidentOut, TimelineOut
@@ -51,7 +52,7 @@ def scoped_incident(s: Session, scope: Scope, incident_id: int) -> Incident:
 
 @router.get("")
 def list_incidents(s: SessionDep, user: CurrentUser, open_only: bool = True,
-                   institution: Annotated[str | None, Query(max_length=64)] = None,
+                   institution: IdFilter = None,
                    before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[IncidentOut]:
     """Newest first; page with ``before_id`` (the last id of the previous page)."""

@@ -4,9 +4,8 @@ against the rule limits, open and recent incidents, drill windows. Scoped: outsi
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +16,7 @@ from alerting.thresholds import latest_values
 from anxin.db import Device, EventRecord
 from anxin.model import METRIC_UNITS, EventState, EventType
 from api.deps import CurrentUser, System
+from api.editing import IdPath
 from api.environment import ENV_METRICS, device_kind, limit_for, telemetry, thresholds
 from api.routes.drill_windows import drill_receivers, scoped_institution, window_out
 from api.routes.incidents import OPEN_STATES, incident_rows
@@ -33,7 +33,7 @@ router = APIRouter(prefix="/api/v1/institution-summary", tags=["institution"])
 
 
 @router.get("/{institution_id}")
-async def summary(institution_id: Annotated[str, Path(max_length=64)], system: System,
+async def summary(institution_id: IdPath, system: System,
                   user: CurrentUser) -> InstitutionSummary:
     return await run_in_threadpool(build_summary, system, user.scope, institution_id)
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from starlette.concurrency import run_in_threadpool
 
 from alerting.thresholds import latest_values, series
 from anxin.model import METRIC_UNITS
 from api.deps import CurrentUser, System
+from api.editing import DevicePath
 from api.environment import (
     MAX_HOURS,
     bucket_seconds,
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/api/v1/readings", tags=["readings"])
 
 
 @router.get("/{device_id}")
-async def readings(system: System, user: CurrentUser, device_id: Annotated[str, Path(max_length=200)],
+async def readings(system: System, user: CurrentUser, device_id: DevicePath,
                    metric: Annotated[str | None, Query(max_length=40, description="one metric; all if absent")] = None,
                    hours: Annotated[int, Query(ge=1, le=MAX_HOURS)] = 24) -> list[ReadingsOut]:
     """The device's series (one per metric it reported in the range, or just ``metric``). Times are the
