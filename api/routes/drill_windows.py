@@ -32,8 +32,12 @@ router = APIRouter(prefix="/api/v1/drill-windows", tags=["drill windows"])
 
 
 def beijing_or_aware(value: datetime) -> datetime:
-    """A time without a zone is Beijing time (what people type); stored in UTC."""
-    return (value.replace(tzinfo=SHANGHAI) if value.tzinfo is None else value).astimezone(UTC)
+    """A time without a zone is Beijing time (what people type); stored in UTC. A time at the very edge
+    of the calendar (year 1 or 9999) cannot be converted: a 422, never a 500 (schemathesis found it)."""
+    try:
+        return (value.replace(tzinfo=SHANGHAI) if value.tzinfo is None else value).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("时间超出范围 / time out of range") from None
 
 
 class DrillWindowIn(BaseModel):
