@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from starlette.concurrency import run_in_threadpool
 
 from alerting.models import Incident, TimelineEntry
@@ -79,6 +79,19 @@ class Gaps:
                 del missing[i]
 
 
+def _ids_to_read(s: Session, id_column: InstrumentedAttribute[int], after: int, missing: dict[int, float],
+                 now: float) -> tuple[list[int], int]:
+    """The ids to read this poll (the next batch after the cursor, and gaps that have committed since)
+    and the new cursor. The ids first, then the rows of those ids only: each statement may see newer
+    commits than the one before (SQLite outside a transaction, PostgreSQL's read committed), and a row
+    committed between the two must be sent next time, not skipped by a cursor that already moved past it."""
+    ids = list(s.scalars(select(id_column).where(id_column > after).order_by(id_column).limit(BATCH)))
+    late = set(s.scalars(select(id_column).where(id_column.in_(sorted(missing))))) if missing else set()
+    Gaps.expire(missing, late, now)
+    Gaps.note(missing, after, ids, now)
+    return ids + sorted(late), ids[-1] if ids else after
+
+
 def news(s: Session, scope: Scope, after: tuple[int, int], gaps: Gaps | None = None
          ) -> tuple[list[tuple[str, dict[str, Any]]], tuple[int, int]]:
     """What happened after the cursor in the scope (and, with ``gaps``, late commits below it): (event
@@ -87,17 +100,7 @@ def news(s: Session, scope: Scope, after: tuple[int, int], gaps: Gaps | None = N
     gaps = gaps or Gaps()
     now = time.monotonic()
     out: list[tuple[str, dict[str, Any]]] = []
-    # The ids first, then the rows of those ids only: each statement may see newer commits than the one
-    # before (SQLite outside a transaction, PostgreSQL's read committed), and a row committed between the
-    # two must be sent next time, not skipped by a cursor that already moved past it.
-    t_ids = list(s.scalars(select(TimelineEntry.id).where(TimelineEntry.id > t_after)
-                           .order_by(TimelineEntry.id).limit(BATCH)))
-    late_t = set(s.scalars(select(TimelineEntry.id).where(TimelineEntry.id.in_(sorted(gaps.timeline))))
-                 ) if gaps.timeline else set()
-    Gaps.expire(gaps.timeline, late_t, now)
-    Gaps.note(gaps.timeline, t_after, t_ids, now)
-    last_t = t_ids[-1] if t_ids else t_after
-    wanted_t = t_ids + sorted(late_t)
+    wanted_t, last_t = _ids_to_read(s, TimelineEntry.id, t_after, gaps.timeline, now)
     rows = s.execute(select(TimelineEntry, Incident).join(Incident, Incident.id == TimelineEntry.incident_id)
                      .where(TimelineEntry.id.in_(wanted_t), scope.where(Incident.institution_id))
                      .order_by(TimelineEntry.id)).all() if wanted_t else []
@@ -107,14 +110,7 @@ def news(s: Session, scope: Scope, after: tuple[int, int], gaps: Gaps | None = N
         out.append(("incident", {"incident": incidents[inc.id].model_dump(mode="json"),
                                  "entry": {"id": entry.id, "at": entry.at.isoformat(), "action": entry.action,
                                            "actor": entry.actor, "channel": entry.channel, "detail": entry.detail}}))
-    e_ids = list(s.scalars(select(EventRecord.id).where(EventRecord.id > e_after)
-                           .order_by(EventRecord.id).limit(BATCH)))
-    late_e = set(s.scalars(select(EventRecord.id).where(EventRecord.id.in_(sorted(gaps.events))))
-                 ) if gaps.events else set()
-    Gaps.expire(gaps.events, late_e, now)
-    Gaps.note(gaps.events, e_after, e_ids, now)
-    last_e = e_ids[-1] if e_ids else e_after
-    wanted_e = e_ids + sorted(late_e)
+    wanted_e, last_e = _ids_to_read(s, EventRecord.id, e_after, gaps.events, now)
     events = s.execute(select(EventRecord, Device.room, Device.name)
                        .outerjoin(Device, Device.id == EventRecord.device_id)
                        .where(EventRecord.id.in_(wanted_e), scope.where(EventRecord.institution_id),

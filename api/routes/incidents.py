@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from alerting.engine import TransitionError
+from alerting.engine import AlertingEngine, TransitionError
 from alerting.models import Delivery, Incident, TimelineEntry
 from anxin.db import Device, Institution
 from api import audit
-from api.deps import Actor, CurrentUser, SessionDep, System
+from api.deps import Actor, CurrentUser, Principal, Runtime, SessionDep, System
 from api.editing import IdFilter
 from api.incident_views import notifications_of
 from api.models import AuditAction
@@ -85,14 +85,11 @@ def get_incident(incident_id: IncidentId, s: SessionDep, user: CurrentUser) -> I
 async def transition(incident_id: IncidentId, body: TransitionRequest, request: Request, system: System,
                      user: Actor) -> IncidentOut:
     def run() -> IncidentOut:
-        with system.sessions() as s:
-            scoped_incident(s, user.scope, incident_id)  # 404 outside the scope, before any change
-        if system.alerting is None:
-            raise HTTPException(404, "告警功能未启用 / alerting is disabled")
+        engine = _engine_for(system, user, incident_id)
         if body.guard is not None and body.to != "dispatched":
             raise HTTPException(422, "guard 只用于派警 / a guard is named only when dispatching")
         try:
-            incident = system.alerting.transition(incident_id, body.to, user.actor, "api",
+            incident = engine.transition(incident_id, body.to, user.actor, "api",
                                                   closure_code=body.closure_code, note=body.note,
                                                   guard=body.guard or "")
         except TransitionError as exc:
@@ -112,12 +109,9 @@ async def add_note(incident_id: IncidentId, body: NoteRequest, request: Request,
                    user: Actor) -> IncidentOut:
     """A free note on the incident's timeline (who wrote it is the caller)."""
     def run() -> IncidentOut:
-        with system.sessions() as s:
-            scoped_incident(s, user.scope, incident_id)  # 404 outside the scope, before any change
-        if system.alerting is None:
-            raise HTTPException(404, "告警功能未启用 / alerting is disabled")
+        engine = _engine_for(system, user, incident_id)
         try:
-            system.alerting.add_note(incident_id, user.actor, body.text, "api")
+            engine.add_note(incident_id, user.actor, body.text, "api")
         except TransitionError as exc:
             raise HTTPException(409, str(exc)) from None
         with system.sessions.begin() as s:
@@ -133,6 +127,16 @@ def notifications(incident_id: IncidentId, s: SessionDep, user: CurrentUser) -> 
     """Who was notified and whether it reached them: one summary per contact (all attempts)."""
     scoped_incident(s, user.scope, incident_id)
     return notifications_of(s, [incident_id]).get(incident_id, [])
+
+
+def _engine_for(system: Runtime, user: Principal, incident_id: int) -> AlertingEngine:
+    """The engine to act on an incident with: 404 outside the scope (before any change), or when
+    alerting is disabled."""
+    with system.sessions() as s:
+        scoped_incident(s, user.scope, incident_id)
+    if system.alerting is None:
+        raise HTTPException(404, "告警功能未启用 / alerting is disabled")
+    return system.alerting
 
 
 def incident_rows(s: Session, incidents: list[Incident]) -> list[IncidentOut]:
